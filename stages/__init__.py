@@ -1,0 +1,1 @@
+"""DVC stages of the fine-tuning data pipeline, one module per stage."""

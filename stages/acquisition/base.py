@@ -1,0 +1,88 @@
+"""What every source reader shares: its config base, the batch it returns and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from pydantic import Field, field_validator
+
+from stages.core.params import StageConfig
+from stages.core.schema import SPLIT_NAMES
+
+
+class ColumnMap(StageConfig):
+    """Which source column feeds each common column; only `text` is required."""
+
+    text: str = "text"
+    label: str | None = None
+    target: str | None = None
+    timestamp: str | None = None
+    group: str | None = None
+    split: str | None = None
+
+
+class SourceConfig(StageConfig):
+    """Settings every source has, whatever its type."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    columns: ColumnMap = ColumnMap()
+    # The split every row of this source belongs to, when the source is one split.
+    split: str | None = None
+    # Keep only the first N records (after parsing), for quick runs and tests.
+    limit: int | None = Field(default=None, gt=0)
+    # Keep a seeded random sample of N records, in their original order.
+    sample_rows: int | None = Field(default=None, gt=0)
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, value: str | None) -> str | None:
+        if value is not None and value not in SPLIT_NAMES:
+            raise ValueError(f"must be one of {', '.join(SPLIT_NAMES)}")
+        return value
+
+
+@dataclass
+class SourceBatch:
+    """Records read from one source.
+
+    `records` has one column per source field plus `source_row`. `rejected` has `source_row`,
+    `raw` (the unparsed record, shortened) and `reason`/`detail` for records that could not be
+    parsed; they go to the quarantine table.
+    """
+
+    records: pd.DataFrame
+    location: str
+    rejected: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"source_row": [], "raw": [], "reason": [], "detail": []})
+    )
+    query: str | None = None
+    acquired_at: str | None = None
+    synthetic: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Reader = Callable[[Any, int], SourceBatch]
+
+# type name -> (config model, reader). Modules register themselves on import.
+READERS: dict[str, tuple[type[SourceConfig], Reader]] = {}
+
+
+def register(type_name: str, config_model: type[SourceConfig]) -> Callable[[Reader], Reader]:
+    """Register a reader function for a source type."""
+
+    def decorate(reader: Reader) -> Reader:
+        READERS[type_name] = (config_model, reader)
+        return reader
+
+    return decorate
+
+
+def rejected_frame(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
+    """Build the rejected-records table from (row, raw, reason, detail) tuples."""
+    return pd.DataFrame(rows, columns=["source_row", "raw", "reason", "detail"]).astype(
+        {"source_row": "int64", "raw": "string", "reason": "string", "detail": "string"}
+    )

@@ -1,0 +1,1 @@
+"""Modules shared by the stages: errors, params, table I/O, quarantine, text rules."""

@@ -1,0 +1,80 @@
+"""Loading params.yaml into one typed, validated config per stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stages.core.errors import InputDataError, ParamsError
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: unknown keys are rejected, values are checked on load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read the whole params file as a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(str(path), "params file not found", "Run from the repository root or pass --params PATH.")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputDataError(str(path), f"invalid YAML{line}: {exc}", "Fix the YAML syntax.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError("(top level)", type(data).__name__, "must be a mapping of sections")
+    return data
+
+
+def parse_section(params: dict[str, Any], section: str, model: type[ConfigT]) -> ConfigT:
+    """Validate `params[section]` against `model`, raising ParamsError that names the key and value."""
+    raw = params.get(section, {})
+    if raw is None:
+        raw = {}
+    return parse_value(raw, section, model)
+
+
+def parse_value(raw: Any, key: str, model: type[ConfigT]) -> ConfigT:
+    """Validate one raw value against `model`; `key` is the dotted params path used in messages."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise params_error_from(exc, key, raw) from None
+
+
+def params_error_from(exc: ValidationError, prefix: str, raw: Any) -> ParamsError:
+    """Build one ParamsError from the first problem pydantic found."""
+    first = exc.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    key = ".".join([prefix, *location]) if prefix else ".".join(location)
+    value = first.get("input", raw)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return ParamsError(key, value, "is not a known key", "Remove it or check its spelling.")
+    if kind == "missing":
+        return ParamsError(key, None, "is required", "Add it to params.yaml.")
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return ParamsError(key, value, f"is invalid ({message})", "Fix the value in params.yaml.")
+
+
+def parse_seed(params: dict[str, Any]) -> int:
+    """Return the top-level `seed`, checked to be a non-negative integer."""
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParamsError("seed", seed, "must be a non-negative integer")
+    return seed
