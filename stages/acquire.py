@@ -53,7 +53,9 @@ def parse_sources(raw_sources: list[dict[str, Any]]) -> list[SourceConfig]:
         model, _ = READERS[source_type]
         config = parse_value(raw, key, model)
         if config.name in names:
-            raise ParamsError(f"{key}.name", config.name, "is used by an earlier source", "Give each source a unique name.")
+            raise ParamsError(
+                f"{key}.name", config.name, "is used by an earlier source", "Give each source a unique name."
+            )
         names.add(config.name)
         configs.append(config)
     return configs
@@ -70,7 +72,9 @@ def sample_records(records: pd.DataFrame, config: SourceConfig, seed: int) -> pd
     return records
 
 
-def to_common_schema(batch: SourceBatch, config: SourceConfig, index: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def to_common_schema(
+    batch: SourceBatch, config: SourceConfig, index: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map source columns to the common schema; returns (rows, rows with an unknown split value)."""
     key = f"acquire.sources[{index}].columns"
     records = batch.records.reset_index(drop=True)
@@ -134,7 +138,9 @@ def _as_string(values: pd.Series) -> pd.Series:
 def rejected_to_quarantine(batch: SourceBatch, config: SourceConfig) -> pd.DataFrame:
     """Turn records a reader could not parse into rows of the common schema."""
     rejected = batch.rejected
-    frame = pd.DataFrame({column: pd.Series(pd.NA, index=rejected.index, dtype="string") for column in S.ALL_COLUMNS})
+    frame = pd.DataFrame(
+        {column: pd.Series(pd.NA, index=rejected.index, dtype="string") for column in S.ALL_COLUMNS}
+    )
     frame[S.TEXT] = rejected["raw"].astype("string")
     frame[S.SOURCE] = config.name
     frame[S.SOURCE_TYPE] = config.type
@@ -164,13 +170,22 @@ def acquire(configs: list[SourceConfig], seed: int) -> tuple[pd.DataFrame, Quara
         for reason, group in rejected.groupby(batch.rejected["reason"].to_numpy(), sort=True):
             quarantine.add(group, str(reason), batch.rejected.loc[group.index, "detail"])
         split_column = config.columns.split
-        quarantine.add(unknown_split, "unknown_split", f"split column `{split_column}` must hold train, validation or test")
+        quarantine.add(
+            unknown_split,
+            "unknown_split",
+            f"split column `{split_column}` must hold train, validation or test",
+        )
         parts.append(rows)
         per_source[config.name] = {
             "rows": len(rows),
             "quarantined": len(rejected) + len(unknown_split),
         }
-        logger.info("source %s: %d rows, %d quarantined", config.name, len(rows), per_source[config.name]["quarantined"])
+        logger.info(
+            "source %s: %d rows, %d quarantined",
+            config.name,
+            len(rows),
+            per_source[config.name]["quarantined"],
+        )
 
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=S.ALL_COLUMNS)
     quarantine.check(rows_in, len(table))
@@ -197,11 +212,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     sources = parse_sources(config.sources)
     table, quarantine, metrics = acquire(sources, seed)
     if table.empty:
-        raise InputDataError("acquire", "no rows were read from any source", "Check the sources in `acquire.sources` and the quarantine table.")
+        raise InputDataError(
+            "acquire",
+            "no rows were read from any source",
+            "Check the sources in `acquire.sources` and the quarantine table.",
+        )
     write_table(table, args.out)
     write_table(quarantine.frame(S.ALL_COLUMNS), args.quarantine)
     write_json(metrics, args.metrics)
-    logger.info("acquired %d rows from %d sources (%d quarantined)", len(table), len(sources), len(quarantine))
+    logger.info(
+        "acquired %d rows from %d sources (%d quarantined)", len(table), len(sources), len(quarantine)
+    )
 
 
 if __name__ == "__main__":

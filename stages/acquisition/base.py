@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -52,6 +53,10 @@ class SourceBatch:
     `records` has one column per source field plus `source_row`. `rejected` has `source_row`,
     `raw` (the unparsed record, shortened) and `reason`/`detail` for records that could not be
     parsed; they go to the quarantine table.
+
+    `query` and `acquired_at` apply to every record, unless `records` has its own `source_query`
+    or `acquired_at` column (a page URL or fetch time per row), which then wins. `extra` is merged
+    into the source's entry in the acquire metrics.
     """
 
     records: pd.DataFrame
@@ -65,7 +70,22 @@ class SourceBatch:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Reader = Callable[[Any, int], SourceBatch]
+# Columns of `records` that carry provenance rather than source fields.
+PROVENANCE_RECORD_COLUMNS = ("source_row", "source_query", "acquired_at")
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """Run-wide settings a reader may need besides its own config."""
+
+    # The top-level params `seed`, for generators.
+    seed: int = 0
+    # Folder of the snapshots that incremental sources extend; None when the run has none.
+    snapshot_dir: Path | None = None
+
+
+# reader(config, index, context): `index` is the source's position in `acquire.sources`.
+Reader = Callable[[Any, int, ReadContext], SourceBatch]
 
 # type name -> (config model, reader). Modules register themselves on import.
 READERS: dict[str, tuple[type[SourceConfig], Reader]] = {}

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from stages.acquisition.base import SourceBatch, SourceConfig, register, rejected_frame
+from stages.acquisition.base import ReadContext, SourceBatch, SourceConfig, register, rejected_frame
 from stages.core.errors import InputDataError
 
 # Fields above this size are kept (curate's length rule quarantines them) instead of failing the read.
@@ -47,9 +47,15 @@ class ParquetSourceConfig(SourceConfig):
 def _existing_file(path: str, key: str) -> Path:
     file = Path(path)
     if not file.is_file():
-        raise InputDataError(path, "file not found", f"Check `{key}.path` in params.yaml (paths are relative to the repository root).")
+        raise InputDataError(
+            path,
+            "file not found",
+            f"Check `{key}.path` in params.yaml (paths are relative to the repository root).",
+        )
     if file.stat().st_size == 0:
-        raise InputDataError(path, "file is empty", f"Point `{key}.path` at a file with data, or remove the source.")
+        raise InputDataError(
+            path, "file is empty", f"Point `{key}.path` at a file with data, or remove the source."
+        )
     return file
 
 
@@ -69,7 +75,11 @@ def decode_text(path: str, data: bytes, encoding: str, key: str) -> str:
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise InputDataError(path, f"unknown encoding {encoding!r}", f"Set `{key}.encoding` to a Python codec name such as utf-8 or cp1252.") from None
+        raise InputDataError(
+            path,
+            f"unknown encoding {encoding!r}",
+            f"Set `{key}.encoding` to a Python codec name such as utf-8 or cp1252.",
+        ) from None
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -77,7 +87,7 @@ def decode_text(path: str, data: bytes, encoding: str, key: str) -> str:
         raise InputDataError(
             path,
             f"line {line}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not valid {encoding}",
-            f"Save the file as UTF-8, or set `{key}.encoding` to its encoding (for example cp1252 or latin-1).",
+            f"Save the file as UTF-8, or set `{key}.encoding` to its encoding (for example cp1252).",
         ) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
@@ -90,14 +100,16 @@ def decode_text(path: str, data: bytes, encoding: str, key: str) -> str:
 
 
 @register("csv", CsvSourceConfig)
-def read_csv(config: CsvSourceConfig, index: int) -> SourceBatch:
+def read_csv(config: CsvSourceConfig, index: int, context: ReadContext | None = None) -> SourceBatch:
     """Read a CSV file with a header row; rows with the wrong number of fields are rejected."""
     key = f"acquire.sources[{index}]"
     file = _existing_file(config.path, key)
     raw_bytes = file.read_bytes()
     text = decode_text(config.path, raw_bytes, config.encoding, key)
     csv.field_size_limit(MAX_FIELD_BYTES)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=config.delimiter, quotechar=config.quotechar, strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=config.delimiter, quotechar=config.quotechar, strict=True
+    )
 
     header: list[str] | None = None
     records: list[list[str]] = []
@@ -130,9 +142,17 @@ def read_csv(config: CsvSourceConfig, index: int) -> SourceBatch:
         record_lines.append(start_line)
 
     if header is None:
-        raise InputDataError(config.path, "file has no header row", f"Add a header row naming the columns, or fix `{key}.path`.")
+        raise InputDataError(
+            config.path,
+            "file has no header row",
+            f"Add a header row naming the columns, or fix `{key}.path`.",
+        )
     if not records and not rejected:
-        raise InputDataError(config.path, "file has a header but no data rows", f"Add data rows, or remove `{key}` from params.yaml.")
+        raise InputDataError(
+            config.path,
+            "file has a header but no data rows",
+            f"Add data rows, or remove `{key}` from params.yaml.",
+        )
     frame = pd.DataFrame(records, columns=header, dtype="string")
     frame["source_row"] = pd.Series(record_lines, dtype="int64")
     return SourceBatch(records=frame, location=config.path, rejected=rejected_frame(rejected))
@@ -142,14 +162,22 @@ def _check_header(path: str, header: list[str], key: str) -> None:
     seen: set[str] = set()
     duplicates = sorted({name for name in header if name in seen or seen.add(name)})
     if duplicates:
-        raise InputDataError(path, f"line 1: duplicate column names {duplicates}", "Rename the columns so that each name is unique.")
+        raise InputDataError(
+            path,
+            f"line 1: duplicate column names {duplicates}",
+            "Rename the columns so that each name is unique.",
+        )
     if any(name == "" for name in header):
         position = header.index("") + 1
-        raise InputDataError(path, f"line 1: column {position} has an empty name", "Give every column a name in the header row.")
+        raise InputDataError(
+            path,
+            f"line 1: column {position} has an empty name",
+            "Give every column a name in the header row.",
+        )
 
 
 @register("jsonl", JsonlSourceConfig)
-def read_jsonl(config: JsonlSourceConfig, index: int) -> SourceBatch:
+def read_jsonl(config: JsonlSourceConfig, index: int, context: ReadContext | None = None) -> SourceBatch:
     """Read JSON Lines; invalid lines and lines that are not objects are rejected with their line number."""
     key = f"acquire.sources[{index}]"
     file = _existing_file(config.path, key)
@@ -164,32 +192,52 @@ def read_jsonl(config: JsonlSourceConfig, index: int) -> SourceBatch:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            rejected.append((number, line[:RAW_PREVIEW_CHARS], "invalid_json", f"line {number}, column {exc.colno}: {exc.msg}"))
+            rejected.append(
+                (
+                    number,
+                    line[:RAW_PREVIEW_CHARS],
+                    "invalid_json",
+                    f"line {number}, column {exc.colno}: {exc.msg}",
+                )
+            )
             continue
         if not isinstance(value, dict):
-            rejected.append((number, line[:RAW_PREVIEW_CHARS], "not_an_object", f"line {number}: a JSON {type(value).__name__}, expected an object"))
+            rejected.append(
+                (
+                    number,
+                    line[:RAW_PREVIEW_CHARS],
+                    "not_an_object",
+                    f"line {number}: a JSON {type(value).__name__}, expected an object",
+                )
+            )
             continue
         objects.append(value)
         lines.append(number)
 
     if not objects and not rejected:
-        raise InputDataError(config.path, "file has no records", f"Add records, or remove `{key}` from params.yaml.")
+        raise InputDataError(
+            config.path, "file has no records", f"Add records, or remove `{key}` from params.yaml."
+        )
     frame = pd.json_normalize(objects, sep=".") if objects else pd.DataFrame()
     frame["source_row"] = pd.Series(lines, dtype="int64")
     return SourceBatch(records=frame, location=config.path, rejected=rejected_frame(rejected))
 
 
 @register("parquet", ParquetSourceConfig)
-def read_parquet(config: ParquetSourceConfig, index: int) -> SourceBatch:
+def read_parquet(config: ParquetSourceConfig, index: int, context: ReadContext | None = None) -> SourceBatch:
     """Read a Parquet file; `source_row` is the 1-based row index."""
     key = f"acquire.sources[{index}]"
     file = _existing_file(config.path, key)
     try:
         frame = pq.read_table(file).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputDataError(config.path, f"not a readable Parquet file ({exc})", f"Check `{key}.path` and `{key}.type`.") from None
+        raise InputDataError(
+            config.path, f"not a readable Parquet file ({exc})", f"Check `{key}.path` and `{key}.type`."
+        ) from None
     if frame.empty:
-        raise InputDataError(config.path, "file has no rows", f"Add rows, or remove `{key}` from params.yaml.")
+        raise InputDataError(
+            config.path, "file has no rows", f"Add rows, or remove `{key}` from params.yaml."
+        )
     frame = frame.reset_index(drop=True)
     frame["source_row"] = pd.Series(range(1, len(frame) + 1), dtype="int64")
     return SourceBatch(records=frame, location=config.path)

@@ -76,11 +76,15 @@ def read_json(path: str | Path) -> Any:
     """Read a JSON file written by an earlier stage."""
     path = Path(path)
     if not path.is_file():
-        raise InputDataError(str(path), "file not found", "Run the stage that produces it first (`dvc repro`).")
+        raise InputDataError(
+            str(path), "file not found", "Run the stage that produces it first (`dvc repro`)."
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise InputDataError(str(path), f"invalid JSON at line {exc.lineno}: {exc.msg}", "Rerun the stage that writes it.") from exc
+        raise InputDataError(
+            str(path), f"invalid JSON at line {exc.lineno}: {exc.msg}", "Rerun the stage that writes it."
+        ) from exc
 
 
 def _json_default(value: Any) -> Any:

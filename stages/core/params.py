@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages.core.errors import InputDataError, ParamsError
 
@@ -24,7 +24,9 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read the whole params file as a mapping."""
     path = Path(path)
     if not path.is_file():
-        raise InputDataError(str(path), "params file not found", "Run from the repository root or pass --params PATH.")
+        raise InputDataError(
+            str(path), "params file not found", "Run from the repository root or pass --params PATH."
+        )
     try:
         with path.open(encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
@@ -78,3 +80,17 @@ def parse_seed(params: dict[str, Any]) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ParamsError("seed", seed, "must be a non-negative integer")
     return seed
+
+
+class TaskConfig(StageConfig):
+    """The shared `task` section: which kind of task the pipeline fine-tunes for."""
+
+    type: Literal["classification", "generation"] = "classification"
+
+
+class ModelConfig(StageConfig):
+    """The shared `model` section: the base model to fine-tune and how to load it."""
+
+    name: str = Field(default="packaged:all-MiniLM-L6-v2", min_length=1)
+    # Runs Python code shipped with a model from a hub; off unless a team trusts the model.
+    trust_remote_code: bool = False

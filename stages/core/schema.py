@@ -52,7 +52,10 @@ def sha256_hex(*parts: object) -> str:
 
 def content_hashes(frame: pd.DataFrame) -> pd.Series:
     """Return the sha256 of the task content (text, label, target) of each row."""
-    columns = [frame[name] if name in frame else pd.Series([None] * len(frame), index=frame.index) for name in (TEXT, LABEL, TARGET)]
+    columns = [
+        frame[name] if name in frame else pd.Series([None] * len(frame), index=frame.index)
+        for name in (TEXT, LABEL, TARGET)
+    ]
     return pd.Series(
         [sha256_hex(text, label, target) for text, label, target in zip(*columns, strict=True)],
         index=frame.index,

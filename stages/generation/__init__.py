@@ -1,0 +1,1 @@
+"""Generation track: prompts, LoRA training examples, decoding baselines, text metrics and forgetting."""

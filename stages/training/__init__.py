@@ -1,0 +1,1 @@
+"""LoRA fine-tuning of a sequence classifier: data batching, the training loop and checkpoints."""
