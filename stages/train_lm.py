@@ -1,0 +1,169 @@
+"""train_lm: LoRA fine-tuning of a causal LM on (input, target) pairs; the adapter is saved in PEFT format.
+
+Each train row becomes the prompt of its input (params `prompt`) followed by its target and the
+end token; the loss counts only the target tokens. The adapter folder loads with
+`PeftModel.from_pretrained(base_model, folder)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from stages.core import schema as S
+from stages.core.cli import run_stage, stage_parser
+from stages.core.errors import InputDataError, ParamsError
+from stages.core.io import atomic_path, read_table, write_json
+from stages.core.local_lm import LMConfig, load_lm, parse_lm_config, pick_device, resolve_lm_path
+from stages.core.params import TaskConfig, parse_section, parse_seed, read_params
+from stages.generation.config import PromptConfig, TrainConfig
+from stages.generation.prompts import TrainingExample, check_prompt_style
+from stages.generation.training import add_lora, build_examples, sample_rows, train_adapter
+
+logger = logging.getLogger(__name__)
+
+TRAINING_INFO_FILE = "training_info.json"
+
+
+def require_generation_task(params: dict) -> None:
+    """Raise ParamsError unless params `task.type` is generation."""
+    task = parse_section(params, "task", TaskConfig)
+    if task.type != "generation":
+        raise ParamsError("task.type", task.type, "must be `generation` for this stage", "Run the generation pipeline: see docs/generation.md.")
+
+
+def load_pairs(path: str, split: str) -> pd.DataFrame:
+    """Read a split and check that every row has a text and a target."""
+    frame = read_table(path)
+    for column in (S.ROW_ID, S.TEXT, S.TARGET):
+        if column not in frame:
+            raise InputDataError(path, f"column `{column}` not found", "Rerun the split stage with `task.type: generation`.")
+        missing = frame[column].isna()
+        if missing.any():
+            first = int(missing.to_numpy().nonzero()[0][0])
+            raise InputDataError(path, f"{int(missing.sum())} {split} rows have no `{column}`", "Check the curate stage for generation rows.", row=first + 1, field=column)
+    return frame
+
+
+def fingerprint_run(config: TrainConfig, prompt: PromptConfig, lm: LMConfig, seed: int, examples: Sequence[TrainingExample]) -> str:
+    """Hash everything a checkpoint depends on: settings, seed and the exact token ids trained on."""
+    token_parts = [",".join(map(str, example.input_ids)) + "|" + str(example.prompt_tokens) for example in examples]
+    return S.sha256_hex(config.model_dump_json(), prompt.model_dump_json(), lm.model_dump_json(), seed, *token_parts)
+
+
+def save_adapter_folder(model, tokenizer, info: dict, out: Path) -> None:
+    """Save the adapter (PEFT format), the tokenizer and the training info, replacing `out` whole."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        write_json(info, staging / TRAINING_INFO_FILE)
+        previous = out.with_name(f".{out.name}.previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        if previous.exists():
+            shutil.rmtree(previous)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--train", required=True, help="Parquet table of train rows (text, target)")
+    parser.add_argument("--validation", required=True, help="Parquet table of validation rows (text, target)")
+    parser.add_argument("--base-lm", default=None, help="folder written by the prepare_model stage")
+    parser.add_argument("--out", required=True, help="folder for the adapter (PEFT format)")
+    parser.add_argument("--checkpoints", required=True, help="folder for the resumable epoch checkpoint")
+    parser.add_argument("--metrics", required=True, help="JSON metrics file")
+    parser.add_argument("--curve", required=True, help="CSV of per-epoch train and validation loss")
+    args = parser.parse_args(argv)
+
+    params = read_params(args.params)
+    seed = parse_seed(params)
+    require_generation_task(params)
+    lm_config = parse_lm_config(params)
+    prompt = parse_section(params, "prompt", PromptConfig)
+    config = parse_section(params, "train", TrainConfig)
+
+    train_rows = sample_rows(load_pairs(args.train, "train"), config.max_train_rows, seed)
+    validation_rows = sample_rows(load_pairs(args.validation, "validation"), config.max_validation_rows, seed)
+    if train_rows.empty:
+        raise InputDataError(args.train, "the train split has no rows", "Check the split stage's metrics and quarantine.")
+
+    torch.manual_seed(seed)
+    device = pick_device(config.device)
+    path = resolve_lm_path(lm_config.name, args.base_lm)
+    lm = load_lm(path, trust_remote_code=lm_config.trust_remote_code, device=str(device), dtype=torch.float32)
+    check_prompt_style(prompt, lm.tokenizer, lm.name)
+    train_examples = build_examples(lm.tokenizer, prompt, train_rows, config.max_length, args.train)
+    validation_examples = build_examples(lm.tokenizer, prompt, validation_rows, config.max_length, args.validation)
+
+    model = add_lora(lm.model, config.lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("LoRA on %s: %d trainable of %d parameters, device %s", lm.name, trainable, total, device)
+
+    started = time.perf_counter()
+    result = train_adapter(
+        model,
+        train_examples,
+        validation_examples,
+        config,
+        seed,
+        lm.tokenizer.pad_token_id,
+        device,
+        checkpoint_dir=Path(args.checkpoints),
+        fingerprint=fingerprint_run(config, prompt, lm_config, seed, train_examples),
+    )
+    seconds = time.perf_counter() - started
+
+    info = {
+        "base_model": lm.name,
+        "base_model_path": str(path),
+        "best_epoch": result.best_epoch,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "train_rows": len(train_rows),
+        "validation_rows": len(validation_rows),
+        "prompt": prompt.model_dump(),
+        "max_length": config.max_length,
+        "device": str(device),
+    }
+    save_adapter_folder(model, lm.tokenizer, info, Path(args.out))
+
+    best = result.history[result.best_epoch - 1]
+    write_json(
+        {
+            "best_epoch": result.best_epoch,
+            "epochs": config.epochs,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "train_loss": round(best["train_loss"], 6),
+            "validation_loss": None if best["validation_loss"] is None else round(best["validation_loss"], 6),
+            "train_rows": len(train_rows),
+            "validation_rows": len(validation_rows),
+            "train_examples_truncated": sum(example.truncated for example in train_examples),
+            "train_examples_per_second": round(result.examples_per_second, 3),
+            "train_seconds": round(seconds, 1),
+            "trainable_parameters": trainable,
+        },
+        args.metrics,
+    )
+    curve = pd.DataFrame(result.history)[["epoch", "train_loss", "validation_loss", "learning_rate"]]
+    with atomic_path(args.curve) as tmp:
+        curve.to_csv(tmp, index=False, float_format="%.6f")
+    logger.info("best epoch %d (validation loss %s); adapter saved to %s", result.best_epoch, best["validation_loss"], args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))
