@@ -122,6 +122,10 @@ def write_plots(scores: dict[str, dict], labels: list[str], folder: Path) -> Non
     )
     with atomic_path(folder / "per_class_f1.csv") as tmp:
         per_class.to_csv(tmp, index=False)
+    # One file per model as well: DVC draws each file of a multi-file bar plot in its own panel.
+    for name, rows in per_class.groupby("model", sort=True):
+        with atomic_path(folder / f"per_class_f1_{name}.csv") as tmp:
+            rows[["label", "f1"]].to_csv(tmp, index=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,43 +19,30 @@ import torch
 
 from stages.core import schema as S
 from stages.core.cli import run_stage, stage_parser
-from stages.core.errors import InputDataError, ParamsError
-from stages.core.io import atomic_path, read_table, write_json
+from stages.core.errors import InputDataError
+from stages.core.io import atomic_path, write_json
 from stages.core.local_lm import LMConfig, load_lm, parse_lm_config, pick_device, resolve_lm_path
-from stages.core.params import TaskConfig, parse_section, parse_seed, read_params
+from stages.core.params import parse_section, parse_seed, read_params
 from stages.generation.config import PromptConfig, TrainConfig
+from stages.generation.pairs import load_pairs, require_generation_task, sample_rows
 from stages.generation.prompts import TrainingExample, check_prompt_style
-from stages.generation.training import add_lora, build_examples, sample_rows, train_adapter
+from stages.generation.training import add_lora, build_examples, train_adapter
 
 logger = logging.getLogger(__name__)
 
 TRAINING_INFO_FILE = "training_info.json"
 
 
-def require_generation_task(params: dict) -> None:
-    """Raise ParamsError unless params `task.type` is generation."""
-    task = parse_section(params, "task", TaskConfig)
-    if task.type != "generation":
-        raise ParamsError("task.type", task.type, "must be `generation` for this stage", "Run the generation pipeline: see docs/generation.md.")
-
-
-def load_pairs(path: str, split: str) -> pd.DataFrame:
-    """Read a split and check that every row has a text and a target."""
-    frame = read_table(path)
-    for column in (S.ROW_ID, S.TEXT, S.TARGET):
-        if column not in frame:
-            raise InputDataError(path, f"column `{column}` not found", "Rerun the split stage with `task.type: generation`.")
-        missing = frame[column].isna()
-        if missing.any():
-            first = int(missing.to_numpy().nonzero()[0][0])
-            raise InputDataError(path, f"{int(missing.sum())} {split} rows have no `{column}`", "Check the curate stage for generation rows.", row=first + 1, field=column)
-    return frame
-
-
-def fingerprint_run(config: TrainConfig, prompt: PromptConfig, lm: LMConfig, seed: int, examples: Sequence[TrainingExample]) -> str:
+def fingerprint_run(
+    config: TrainConfig, prompt: PromptConfig, lm: LMConfig, seed: int, examples: Sequence[TrainingExample]
+) -> str:
     """Hash everything a checkpoint depends on: settings, seed and the exact token ids trained on."""
-    token_parts = [",".join(map(str, example.input_ids)) + "|" + str(example.prompt_tokens) for example in examples]
-    return S.sha256_hex(config.model_dump_json(), prompt.model_dump_json(), lm.model_dump_json(), seed, *token_parts)
+    token_parts = [
+        ",".join(map(str, example.input_ids)) + "|" + str(example.prompt_tokens) for example in examples
+    ]
+    return S.sha256_hex(
+        config.model_dump_json(), prompt.model_dump_json(), lm.model_dump_json(), seed, *token_parts
+    )
 
 
 def save_adapter_folder(model, tokenizer, info: dict, out: Path) -> None:
@@ -95,12 +82,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     require_generation_task(params)
     lm_config = parse_lm_config(params)
     prompt = parse_section(params, "prompt", PromptConfig)
-    config = parse_section(params, "train", TrainConfig)
+    config = parse_section(params, "train_lm", TrainConfig)
 
     train_rows = sample_rows(load_pairs(args.train, "train"), config.max_train_rows, seed)
     validation_rows = sample_rows(load_pairs(args.validation, "validation"), config.max_validation_rows, seed)
     if train_rows.empty:
-        raise InputDataError(args.train, "the train split has no rows", "Check the split stage's metrics and quarantine.")
+        raise InputDataError(
+            args.train, "the train split has no rows", "Check the split stage's metrics and quarantine."
+        )
 
     torch.manual_seed(seed)
     device = pick_device(config.device)
@@ -108,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     lm = load_lm(path, trust_remote_code=lm_config.trust_remote_code, device=str(device), dtype=torch.float32)
     check_prompt_style(prompt, lm.tokenizer, lm.name)
     train_examples = build_examples(lm.tokenizer, prompt, train_rows, config.max_length, args.train)
-    validation_examples = build_examples(lm.tokenizer, prompt, validation_rows, config.max_length, args.validation)
+    validation_examples = build_examples(
+        lm.tokenizer, prompt, validation_rows, config.max_length, args.validation
+    )
 
     model = add_lora(lm.model, config.lora)
     trainable, total = model.get_nb_trainable_parameters()
@@ -162,7 +153,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     curve = pd.DataFrame(result.history)[["epoch", "train_loss", "validation_loss", "learning_rate"]]
     with atomic_path(args.curve) as tmp:
         curve.to_csv(tmp, index=False, float_format="%.6f")
-    logger.info("best epoch %d (validation loss %s); adapter saved to %s", result.best_epoch, best["validation_loss"], args.out)
+    logger.info(
+        "best epoch %d (validation loss %s); adapter saved to %s",
+        result.best_epoch,
+        best["validation_loss"],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

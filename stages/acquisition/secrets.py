@@ -6,8 +6,10 @@ into params: a source names the environment variable that holds it instead.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote, quote_plus
 
 from stages.core.errors import InputDataError
@@ -43,3 +45,36 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in the records of a library logger (urllib3 logs request URLs at DEBUG)."""
+
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        self.secrets = [secret for secret in secrets if secret]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message, self.secrets)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+# Library loggers that may print URLs, connection strings or request lines.
+LIBRARY_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests", "sqlalchemy.engine", "sqlalchemy.pool", "psycopg")
+
+
+@contextlib.contextmanager
+def redacted_library_logs(secrets: Iterable[str]) -> Iterator[None]:
+    """Mask `secrets` in records of the library loggers above while the block runs."""
+    log_filter = RedactingFilter(secrets)
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    for library_logger in loggers:
+        library_logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for library_logger in loggers:
+            library_logger.removeFilter(log_filter)

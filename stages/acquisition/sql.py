@@ -19,6 +19,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 from stages.acquisition.base import ReadContext, SourceBatch, register
 from stages.acquisition.incremental import IncrementalSourceConfig, finish_read, open_snapshot, watermark_text
 from stages.acquisition.live import RecordCollector
-from stages.acquisition.secrets import ENV_NAME_PATTERN, MASK, read_env_secret, redact
+from stages.acquisition.secrets import ENV_NAME_PATTERN, MASK, read_env_secret, redact, redacted_library_logs
 from stages.core.errors import InputDataError, ParamsError
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def resolve_url(config: SqlSourceConfig, key: str) -> tuple[URL, list[str]]:
 def public_location(url: URL) -> str:
     """Return the URL as text with the password and password-like query values replaced by `***`."""
     query = {option: (MASK if SECRET_OPTION.search(option) else value) for option, value in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True)
+    # The renderer percent-encodes query values; the mask is shown as it is.
+    return url.set(query=query).render_as_string(hide_password=True).replace(quote(MASK, safe=""), MASK)
 
 
 def check_parameters(config: SqlSourceConfig, key: str) -> sa.TextClause:
@@ -168,7 +170,8 @@ def _check_sqlite_file(url: URL, location: str, key: str) -> None:
         raise InputDataError(location, "SQLite database file not found", f"Check `{key}.url` (paths are relative to the repository root).")
 
 
-def _driver_message(exc: DBAPIError | SQLAlchemyError, secrets: list[str]) -> str:
+def _short_message(exc: Exception, secrets: list[str]) -> str:
+    """Return the first line of a driver or SQLAlchemy error, with secrets masked."""
     original = getattr(exc, "orig", None)
     text = str(original if original is not None else exc).strip()
     lines = [line for line in text.splitlines() if line.strip()]
@@ -197,10 +200,17 @@ def read_sql(config: SqlSourceConfig, index: int, context: ReadContext | None = 
     except (NoSuchModuleError, ImportError) as exc:
         raise ParamsError(
             f"{key}.url",
-            f"{url.get_backend_name()}+{url.get_driver_name()}",
+            url.drivername,
             f"names a database driver that is not installed ({redact(str(exc), secrets)})",
             "Install the driver (for PostgreSQL: `pip install 'psycopg[binary]'` and a URL starting "
             "postgresql+psycopg://), or fix the URL's dialect.",
+        ) from None
+    except ArgumentError as exc:
+        # For example a SQLite URL with a password, which the SQLite dialect rejects.
+        raise InputDataError(
+            location,
+            f"the database URL is invalid for its dialect ({_short_message(exc, secrets)})",
+            f"Check `{key}.url` (or the variables named by `url_env` and `password_env`).",
         ) from None
 
     parameters: dict[str, Any] = dict(config.parameters)
@@ -210,20 +220,21 @@ def read_sql(config: SqlSourceConfig, index: int, context: ReadContext | None = 
     collector = RecordCollector(location=location)
     logger.info("source %s: querying %s in chunks of %d rows", config.name, location, config.chunk_size)
 
-    try:
+    with redacted_library_logs(secrets):
         try:
-            connection = engine.connect()
-        except DBAPIError as exc:
-            raise InputDataError(
-                location,
-                f"could not connect to the database: {_driver_message(exc, secrets)}",
-                "Check that the server is running and reachable, and the URL, user and password "
-                f"(`{key}.url`, `url_env` or `password_env`).",
-            ) from None
-        with connection:
-            _read_rows(config, connection, statement, parameters, query_text, collector, location, secrets, key)
-    finally:
-        engine.dispose()
+            try:
+                connection = engine.connect()
+            except DBAPIError as exc:
+                raise InputDataError(
+                    location,
+                    f"could not connect to the database: {_short_message(exc, secrets)}",
+                    "Check that the server is running and reachable, and the URL, user and password "
+                    f"(`{key}.url`, `url_env` or `password_env`).",
+                ) from None
+            with connection:
+                _read_rows(config, connection, statement, parameters, query_text, collector, location, secrets, key)
+        finally:
+            engine.dispose()
 
     if snapshot is None and collector.record_count == 0:
         raise InputDataError(location, "the query returned no rows", f"Check `{key}.query` and `{key}.parameters`.")
@@ -262,8 +273,8 @@ def _read_rows(
     except DBAPIError as exc:
         raise InputDataError(
             location,
-            f"the query failed: {_driver_message(exc, secrets)}",
+            f"the query failed: {_short_message(exc, secrets)}",
             f"Check `{key}.query`, its tables and columns" + (f", and `{key}.watermark`." if config.watermark else "."),
         ) from None
     except SQLAlchemyError as exc:
-        raise InputDataError(location, f"the query failed: {_driver_message(exc, secrets)}", f"Check `{key}.query` and `{key}.parameters`.") from None
+        raise InputDataError(location, f"the query failed: {_short_message(exc, secrets)}", f"Check `{key}.query` and `{key}.parameters`.") from None

@@ -17,8 +17,9 @@ import yaml
 logger = logging.getLogger(__name__)
 
 
-# Params whose key looks like one of these are never logged, whatever their value.
-SECRET_KEY_PATTERN = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential", re.IGNORECASE)
+# Params whose key looks like one of these are never logged, whatever their value. "token" is not
+# followed by "s" or "iz", so that counts such as `max_new_tokens` and `tokenizer` settings are logged.
+SECRET_KEY_PATTERN = re.compile(r"pass(word)?|secret|token(?!s|iz)|api[_-]?key|credential", re.IGNORECASE)
 MAX_PARAM_CHARS = 6000
 
 
@@ -28,9 +29,9 @@ def tracking_uri(root: Path) -> str:
 
 
 def git_state(root: Path) -> dict[str, str]:
-    """Return the commit, branch and whether tracked files differ from it (dvc.lock is not counted).
+    """Return the commit, branch and whether tracked files differ from it (dvc.lock files are not counted).
 
-    `dvc repro` rewrites dvc.lock while it runs, so counting it would mark every run dirty.
+    `dvc repro` rewrites a pipeline's dvc.lock while it runs, so counting it would mark every run dirty.
     """
 
     def git(*args: str) -> str:
@@ -43,7 +44,7 @@ def git_state(root: Path) -> dict[str, str]:
         return completed.stdout.strip()
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude,glob)**/dvc.lock")
     return {
         "git_commit": commit,
         "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") or "unknown",
@@ -59,9 +60,12 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dvc_lock_hashes(root: Path) -> dict[str, str]:
-    """Return output path -> md5 as recorded in dvc.lock (empty when there is no lock file yet)."""
-    lock = root / "dvc.lock"
+def dvc_lock_hashes(root: Path, lock_file: str = "dvc.lock") -> dict[str, str]:
+    """Return output path -> md5 as recorded in a lock file (empty when there is no lock file yet).
+
+    `lock_file` is relative to `root`; a pipeline in a subfolder (for example pipelines/e2e) has its own.
+    """
+    lock = root / lock_file
     if not lock.is_file():
         return {}
     data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
@@ -73,13 +77,13 @@ def dvc_lock_hashes(root: Path) -> dict[str, str]:
     return hashes
 
 
-def data_hashes(root: Path, paths: Iterable[str]) -> dict[str, str]:
+def data_hashes(root: Path, paths: Iterable[str], lock_file: str = "dvc.lock") -> dict[str, str]:
     """Return the DVC hash of each data input: from dvc.lock, else an md5 computed here.
 
     A computed hash of a folder is the md5 of its sorted (path, md5) listing; it identifies the
     content but does not equal DVC's `.dir` hash.
     """
-    recorded = dvc_lock_hashes(root)
+    recorded = dvc_lock_hashes(root, lock_file)
     hashes = {}
     for name in paths:
         if name in recorded:
@@ -148,6 +152,7 @@ def log_evaluation_run(
     data_inputs: Iterable[str],
     artifacts: Mapping[str, Path] | None = None,
     tags: Mapping[str, str] | None = None,
+    lock_file: str = "dvc.lock",
 ) -> str:
     """Log one evaluation as an MLflow run and return its run id.
 
@@ -165,7 +170,7 @@ def log_evaluation_run(
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
 
-    hashes = data_hashes(root, data_inputs)
+    hashes = data_hashes(root, data_inputs, lock_file)
     all_tags = {**git_state(root), "data_version": data_version(hashes)}
     all_tags.update({f"data.{path}": value for path, value in hashes.items()})
     all_tags.update(tags or {})

@@ -36,7 +36,7 @@ class PromptConfig(StageConfig):
 
 
 class DecodingConfig(StageConfig):
-    """The `generation` section: test inputs and decoding settings shared by the baselines and evaluate."""
+    """The `generation` section: test inputs and decoding settings shared by baselines_lm and evaluate_lm."""
 
     # Distinct test inputs (meaning representations) scored, a seeded sample; null scores them all.
     test_inputs: int | None = Field(default=50, gt=0)
@@ -52,7 +52,7 @@ class DecodingConfig(StageConfig):
 
 
 class BaselinesConfig(StageConfig):
-    """The `baselines` section of the generation pipeline."""
+    """The `baselines_lm` section: the baselines of the generation pipeline."""
 
     # The untuned model prompted with the instruction alone.
     zero_shot: bool = True
@@ -70,7 +70,7 @@ class LoraParams(StageConfig):
 
 
 class TrainConfig(StageConfig):
-    """The `train` section of the generation pipeline."""
+    """The `train_lm` section: LoRA training of the generation pipeline."""
 
     lora: LoraParams = LoraParams()
     learning_rate: float = Field(default=2e-4, gt=0)
@@ -105,6 +105,12 @@ class ForgettingConfig(StageConfig):
 
 
 class EvaluateConfig(StageConfig):
-    """The `evaluate` section of the generation pipeline."""
+    """The `evaluate_lm` section: scoring and the forgetting gate of the generation pipeline."""
 
     forgetting: ForgettingConfig = ForgettingConfig()
+    # MLflow experiment name; MLFLOW_TRACKING_URI picks the server (default: mlflow.db in the repository).
+    experiment: str = Field(default="e2e-nlg", min_length=1)
+    log_to_mlflow: bool = True
+    # Data inputs whose DVC hashes tag the MLflow run, and the DVC lock file that records them.
+    data_inputs: list[str] = ["data/e2e/raw/rows.parquet", "data/e2e/curated/rows.parquet", "data/e2e/split"]
+    dvc_lock: str = "pipelines/e2e/dvc.lock"

@@ -24,7 +24,9 @@ def sampling_from(config: DecodingConfig) -> Sampling:
     )
 
 
-def time_single_requests(lm: LocalLM, prompts: Sequence[Prompt], config: DecodingConfig, seed: int) -> np.ndarray:
+def time_single_requests(
+    lm: LocalLM, prompts: Sequence[Prompt], config: DecodingConfig, seed: int
+) -> np.ndarray:
     """Generate for a seeded sample of `config.latency_inputs` prompts one at a time.
 
     Returns the wall time of each in milliseconds, NaN for prompts outside the sample. Run it after
@@ -63,4 +65,6 @@ def run_system(
     per_example_ms = result.seconds * 1000.0 / max(len(prompts), 1)
     single = time_single_requests(lm, prompts, config, seed)
     logger.info("%s: %d outputs, %.1f generated tokens/s", name, len(result.texts), result.tokens_per_second)
-    return prediction_table(inputs, result.texts, result.per_prompt_new_tokens, [per_example_ms] * len(prompts), single)
+    return prediction_table(
+        inputs, result.texts, result.per_prompt_new_tokens, [per_example_ms] * len(prompts), single
+    )

@@ -69,10 +69,18 @@ def read_general_text(path: str | Path) -> list[str]:
     """Read the WikiText file and return its eligible, detokenised lines."""
     path = Path(path)
     if not path.is_file():
-        raise InputDataError(str(path), "file not found", "Restore data/sources/wikitext2/test.txt or pass --general-text PATH.")
+        raise InputDataError(
+            str(path),
+            "file not found",
+            "Restore data/sources/wikitext2/test.txt or pass --general-text PATH.",
+        )
     lines = eligible_lines(path.read_text(encoding="utf-8").splitlines())
     if not lines:
-        raise InputDataError(str(path), "no line is left after leaving out blanks, headings and lines with <unk>", "Use a WikiText-style file with ordinary paragraphs.")
+        raise InputDataError(
+            str(path),
+            "no line is left after leaving out blanks, headings and lines with <unk>",
+            "Use a WikiText-style file with ordinary paragraphs.",
+        )
     return lines
 
 
@@ -92,13 +100,23 @@ def sample_lines(lines: Sequence[str], tokenizer: Any, config: ForgettingConfig,
     return chosen
 
 
-def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int, description: str = "perplexity") -> tuple[float, int]:
+def perplexity(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int,
+    description: str = "perplexity",
+) -> tuple[float, int]:
     """Return (perplexity, predicted tokens) of `model` over `texts`, each cut to `max_length` tokens.
 
     The perplexity is exp of the mean negative log-likelihood over all predicted tokens, so long
     and short lines weigh by their token counts whatever the batching.
     """
-    encoded = [tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"] for text in texts]
+    encoded = [
+        tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+        for text in texts
+    ]
     encoded = [ids for ids in encoded if len(ids) >= 2]
     if not encoded:
         raise ValueError("no text has the two tokens needed to score one prediction")
@@ -127,15 +145,23 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int
     return math.exp(total_nll / total_tokens), total_tokens
 
 
-def measure_forgetting(peft_model: Any, tokenizer: Any, texts: Sequence[str], config: ForgettingConfig) -> dict[str, float | int]:
+def measure_forgetting(
+    peft_model: Any, tokenizer: Any, texts: Sequence[str], config: ForgettingConfig
+) -> dict[str, float | int]:
     """Score `texts` with the adapter switched off (the base model) and on; returns both and the change."""
     if not hasattr(peft_model, "disable_adapter"):
         raise TypeError("measure_forgetting needs a PEFT model, whose adapter can be switched off")
     with peft_model.disable_adapter():
-        base, tokens = perplexity(peft_model, tokenizer, texts, config.max_length, config.batch_size, "perplexity (base)")
-    adapted, _ = perplexity(peft_model, tokenizer, texts, config.max_length, config.batch_size, "perplexity (adapter)")
+        base, tokens = perplexity(
+            peft_model, tokenizer, texts, config.max_length, config.batch_size, "perplexity (base)"
+        )
+    adapted, _ = perplexity(
+        peft_model, tokenizer, texts, config.max_length, config.batch_size, "perplexity (adapter)"
+    )
     increase = adapted / base - 1.0
-    logger.info("general-text perplexity: base %.3f, with adapter %.3f (%+.1f%%)", base, adapted, 100 * increase)
+    logger.info(
+        "general-text perplexity: base %.3f, with adapter %.3f (%+.1f%%)", base, adapted, 100 * increase
+    )
     return {
         "lines": len(texts),
         "tokens": tokens,
@@ -154,6 +180,6 @@ def check_forgetting(result: dict[str, float | int], max_relative_increase: floa
             "forgetting",
             f"general-text perplexity rose by {100 * increase:.1f}% with the adapter "
             f"({result['base_perplexity']} -> {result['adapter_perplexity']}), above the allowed "
-            f"{100 * max_relative_increase:.1f}% (`evaluate.forgetting.max_relative_increase`). "
+            f"{100 * max_relative_increase:.1f}% (`evaluate_lm.forgetting.max_relative_increase`). "
             "Train with a lower learning rate, fewer epochs or a smaller LoRA rank, or raise the threshold.",
         )

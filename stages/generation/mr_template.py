@@ -21,7 +21,9 @@ def parse_mr(mr: str) -> dict[str, str]:
     while position < len(mr):
         match = PAIR.match(mr, position)
         if match is None:
-            raise ValueError(f"expected `slot[value]` at character {position + 1}: {mr[position : position + 30]!r}")
+            raise ValueError(
+                f"expected `slot[value]` at character {position + 1}: {mr[position : position + 30]!r}"
+            )
         slot, value = match.group(1), match.group(2).strip()
         if slot in slots:
             raise ValueError(f"slot `{slot}` appears twice")
@@ -29,7 +31,9 @@ def parse_mr(mr: str) -> dict[str, str]:
         position = match.end()
         if position < len(mr):
             if mr[position] != ",":
-                raise ValueError(f"expected a comma at character {position + 1}: {mr[position : position + 30]!r}")
+                raise ValueError(
+                    f"expected a comma at character {position + 1}: {mr[position : position + 30]!r}"
+                )
             position += 1
     if not slots:
         raise ValueError("contains no `slot[value]` pair")
@@ -72,7 +76,11 @@ def _second_sentence(slots: dict[str, str]) -> str | None:
             parts.append(f"prices {price}")
     rating = slots.get("customer rating")
     if rating:
-        parts.append(f"a customer rating of {rating}" if NUMERIC_RATING.match(rating) else f"a {rating} customer rating")
+        parts.append(
+            f"a customer rating of {rating}"
+            if NUMERIC_RATING.match(rating)
+            else f"a {rating} customer rating"
+        )
     if not parts:
         return None
     return f"It has {' and '.join(parts)}."

@@ -53,7 +53,10 @@ def build_prompt(config: PromptConfig, text: str, examples: Sequence[tuple[str, 
         messages.append({"role": "user", "content": fill(config.instruction, text)})
         return messages
 
-    blocks = [fill(config.plain_template, example_text) + config.target_prefix + example_target for example_text, example_target in examples]
+    blocks = [
+        fill(config.plain_template, example_text) + config.target_prefix + example_target
+        for example_text, example_target in examples
+    ]
     blocks.append(fill(config.plain_template, text))
     return "\n\n".join(blocks)
 
@@ -73,7 +76,12 @@ def encode_completion(tokenizer: Any, config: PromptConfig, target: str) -> list
     adapter stops by itself at generation time.
     """
     if tokenizer.eos_token_id is None:
-        raise ParamsError("lm.name", getattr(tokenizer, "name_or_path", "?"), "has a tokenizer without an EOS token", "Use a causal LM whose tokenizer defines `eos_token`.")
+        raise ParamsError(
+            "lm.name",
+            getattr(tokenizer, "name_or_path", "?"),
+            "has a tokenizer without an EOS token",
+            "Use a causal LM whose tokenizer defines `eos_token`.",
+        )
     text = target if config.style == "chat" else config.target_prefix + target
     return [*tokenizer(text, add_special_tokens=False)["input_ids"], int(tokenizer.eos_token_id)]
 
@@ -89,7 +97,9 @@ class TrainingExample:
     truncated: bool
 
 
-def build_training_example(prompt_ids: list[int], completion_ids: list[int], max_length: int) -> TrainingExample:
+def build_training_example(
+    prompt_ids: list[int], completion_ids: list[int], max_length: int
+) -> TrainingExample:
     """Join prompt and completion ids and mask the prompt out of the loss.
 
     When the pair is longer than `max_length`, the completion loses its end; a prompt that leaves
@@ -97,7 +107,10 @@ def build_training_example(prompt_ids: list[int], completion_ids: list[int], max
     """
     room = max_length - len(prompt_ids)
     if room < 1:
-        raise ValueError(f"the prompt has {len(prompt_ids)} tokens, which leaves no room for the target within max_length {max_length}")
+        raise ValueError(
+            f"the prompt has {len(prompt_ids)} tokens, "
+            f"which leaves no room for the target within max_length {max_length}"
+        )
     kept = completion_ids[:room]
     return TrainingExample(
         input_ids=[*prompt_ids, *kept],
@@ -107,7 +120,9 @@ def build_training_example(prompt_ids: list[int], completion_ids: list[int], max
     )
 
 
-def collate_training(examples: Sequence[TrainingExample], indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+def collate_training(
+    examples: Sequence[TrainingExample], indices: Sequence[int], pad_id: int
+) -> dict[str, torch.Tensor]:
     """Pad the examples at `indices` on the right; padding gets attention 0 and label IGNORE_INDEX."""
     width = max(len(examples[index].input_ids) for index in indices)
     input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)

@@ -36,18 +36,26 @@ def group_references(rows: pd.DataFrame, location: str = "test split") -> pd.Dat
     """
     for column in (S.TEXT, S.TARGET):
         if column not in rows:
-            raise InputDataError(location, f"column `{column}` not found", "Run the pipeline with `task.type: generation`.")
+            raise InputDataError(
+                location, f"column `{column}` not found", "Run the pipeline with `task.type: generation`."
+            )
         missing = rows[column].isna()
         if missing.any():
             first = rows.loc[missing, S.ROW_ID].iloc[0] if S.ROW_ID in rows else rows.index[missing][0]
-            raise InputDataError(location, f"{int(missing.sum())} rows have no `{column}` (first: row_id {first})", "Check the curate stage's expectations for generation rows.")
+            raise InputDataError(
+                location,
+                f"{int(missing.sum())} rows have no `{column}` (first: row_id {first})",
+                "Check the curate stage's expectations for generation rows.",
+            )
 
     grouped = rows.groupby(S.TEXT, sort=True, dropna=False)
     table = pd.DataFrame(
         {
             S.TEXT: pd.array(list(grouped.groups.keys()), dtype="string"),
             REFERENCES: [list(map(str, part[S.TARGET])) for _, part in grouped],
-            REFERENCE_ROW_IDS: [list(map(str, part[S.ROW_ID])) if S.ROW_ID in part else [] for _, part in grouped],
+            REFERENCE_ROW_IDS: [
+                list(map(str, part[S.ROW_ID])) if S.ROW_ID in part else [] for _, part in grouped
+            ],
         }
     )
     return table
@@ -73,7 +81,9 @@ def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | No
     if any(len(refs) == 0 for refs in references):
         raise ValueError("every input needs at least one reference")
     width = max(len(refs) for refs in references)
-    return [[refs[position] if position < len(refs) else None for refs in references] for position in range(width)]
+    return [
+        [refs[position] if position < len(refs) else None for refs in references] for position in range(width)
+    ]
 
 
 def text_scores(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -91,7 +101,10 @@ def text_scores(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> 
     bleu = sacrebleu.corpus_bleu(outputs, streams)
     chrf = sacrebleu.corpus_chrf(outputs, streams)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    rouge = [scorer.score_multi(list(refs), output)["rougeL"].fmeasure for output, refs in zip(outputs, references, strict=True)]
+    rouge = [
+        scorer.score_multi(list(refs), output)["rougeL"].fmeasure
+        for output, refs in zip(outputs, references, strict=True)
+    ]
     return {
         "bleu": round(float(bleu.score), 4),
         "chrf": round(float(chrf.score), 4),
@@ -104,7 +117,11 @@ def speed_scores(table: pd.DataFrame) -> dict[str, float | None]:
     latency = table[LATENCY_MS].astype("float64")
     tokens = table[GENERATED_TOKENS].astype("float64")
     seconds = float(latency.sum()) / 1000.0
-    single = table[SINGLE_LATENCY_MS].dropna().astype("float64") if SINGLE_LATENCY_MS in table else pd.Series(dtype="float64")
+    single = (
+        table[SINGLE_LATENCY_MS].dropna().astype("float64")
+        if SINGLE_LATENCY_MS in table
+        else pd.Series(dtype="float64")
+    )
     return {
         "latency_ms_per_example": round(float(latency.mean()), 3) if len(latency) else None,
         "generated_tokens_per_second": round(float(tokens.sum()) / seconds, 3) if seconds > 0 else None,
@@ -151,6 +168,8 @@ def prediction_table(
             PREDICTION: pd.array(list(predictions), dtype="string"),
             GENERATED_TOKENS: np.asarray(generated_tokens, dtype="int64"),
             LATENCY_MS: np.asarray(latency_ms, dtype="float64"),
-            SINGLE_LATENCY_MS: np.asarray(single_latency_ms if single_latency_ms is not None else [np.nan] * count, dtype="float64"),
+            SINGLE_LATENCY_MS: np.asarray(
+                single_latency_ms if single_latency_ms is not None else [np.nan] * count, dtype="float64"
+            ),
         }
     )

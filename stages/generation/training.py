@@ -35,22 +35,21 @@ from stages.generation.prompts import (
     encode_prompt,
 )
 from stages.training.batching import length_grouped_batches, random_batches, sorted_batches
-from stages.training.loop import TrainResult, load_trainable_state, read_checkpoint, trainable_state, write_checkpoint
+from stages.training.loop import (
+    TrainResult,
+    load_trainable_state,
+    read_checkpoint,
+    trainable_state,
+    write_checkpoint,
+)
 from stages.training.model import autocast_context
 
 logger = logging.getLogger(__name__)
 
 
-def sample_rows(frame: pd.DataFrame, count: int | None, seed: int) -> pd.DataFrame:
-    """Return a seeded sample of `count` rows (all when None) in row-id order."""
-    frame = frame.sort_values(S.ROW_ID, kind="stable").reset_index(drop=True)
-    if count is None or count >= len(frame):
-        return frame
-    chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=count, replace=False))
-    return frame.iloc[chosen].reset_index(drop=True)
-
-
-def build_examples(tokenizer: Any, prompt: PromptConfig, rows: pd.DataFrame, max_length: int, location: str) -> list[TrainingExample]:
+def build_examples(
+    tokenizer: Any, prompt: PromptConfig, rows: pd.DataFrame, max_length: int, location: str
+) -> list[TrainingExample]:
     """Tokenise every (text, target) row into a training example with the prompt masked out."""
     examples = []
     for row in rows.itertuples(index=False):
@@ -59,10 +58,18 @@ def build_examples(tokenizer: Any, prompt: PromptConfig, rows: pd.DataFrame, max
         try:
             examples.append(build_training_example(prompt_ids, completion_ids, max_length))
         except ValueError as exc:
-            raise InputDataError(location, str(exc), "Raise `train.max_length` or shorten the prompt template.", field=S.TEXT) from None
+            raise InputDataError(
+                location, str(exc), "Raise `train_lm.max_length` or shorten the prompt template.", field=S.TEXT
+            ) from None
     truncated = sum(example.truncated for example in examples)
     if truncated:
-        logger.warning("%s: %d of %d targets were cut to fit train.max_length %d", location, truncated, len(examples), max_length)
+        logger.warning(
+            "%s: %d of %d targets were cut to fit train_lm.max_length %d",
+            location,
+            truncated,
+            len(examples),
+            max_length,
+        )
     return examples
 
 
@@ -80,7 +87,7 @@ def add_lora(model: Any, params: LoraParams) -> PeftModel:
         return get_peft_model(model, config)
     except ValueError as exc:
         raise InputDataError(
-            "train.lora.target_modules",
+            "train_lm.lora.target_modules",
             f"PEFT cannot place LoRA on {list(params.target_modules)} in {type(model).__name__} ({exc})",
             "Name linear layers of this architecture, for example q_proj and v_proj for Llama-style models.",
         ) from None
@@ -92,14 +99,18 @@ def target_token_count(labels: torch.Tensor) -> int:
 
 
 @torch.inference_mode()
-def mean_target_loss(model: Any, examples: Sequence[TrainingExample], pad_id: int, batch_size: int, device: torch.device) -> float:
+def mean_target_loss(
+    model: Any, examples: Sequence[TrainingExample], pad_id: int, batch_size: int, device: torch.device
+) -> float:
     """Return the mean loss per target token over `examples` (batches of similar length)."""
     if not examples:
         return float("nan")
     model.eval()
     total, count = 0.0, 0
     for indices in sorted_batches([len(example.input_ids) for example in examples], batch_size):
-        batch = {name: tensor.to(device) for name, tensor in collate_training(examples, indices, pad_id).items()}
+        batch = {
+            name: tensor.to(device) for name, tensor in collate_training(examples, indices, pad_id).items()
+        }
         tokens = target_token_count(batch["labels"])
         total += float(model(**batch).loss) * tokens
         count += tokens
@@ -128,7 +139,9 @@ def train_adapter(
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and config.mixed_precision == "fp16" else None
+    scaler = (
+        torch.amp.GradScaler("cuda") if device.type == "cuda" and config.mixed_precision == "fp16" else None
+    )
     lengths = [len(example.input_ids) for example in train]
 
     result = TrainResult(best_epoch=0, best_state=trainable_state(model))
@@ -161,7 +174,9 @@ def train_adapter(
         loss_sum, token_sum = 0.0, 0
         progress = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", mininterval=5.0)
         for indices in progress:
-            batch = {name: tensor.to(device) for name, tensor in collate_training(train, indices, pad_id).items()}
+            batch = {
+                name: tensor.to(device) for name, tensor in collate_training(train, indices, pad_id).items()
+            }
             with autocast_context(device, config.mixed_precision):
                 loss = model(**batch).loss
             if scaler is not None:

@@ -1,0 +1,1 @@
+"""The report stage's parts: loading its optional inputs, building sections, and inline SVG charts."""
