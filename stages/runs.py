@@ -133,8 +133,11 @@ def runs_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         },
         index=runs.index,
     )
-    for name in model_names(runs, metric):
+    names = model_names(runs, metric)
+    for name in names:
         table[name] = runs[f"metrics.models.{name}.{metric}"]
+    # Runs without any model score (for example a report logged on its own) have nothing to compare.
+    table = table[table[names].notna().any(axis=1)] if names else table.iloc[0:0]
     return table.reset_index(drop=True)
 
 
@@ -205,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"no run has the metric `models.<model>.{args.metric}`",
             f"Pass --metric with one of: {', '.join(available) or '(none logged)'}.",
         )
-    print(f"{args.metric} per model, {len(table)} newest runs of {source}")
+    print(f"{args.metric} per model in the {len(table)} newest evaluation runs of {source}")
     print(format_table(table, args.markdown))
 
 

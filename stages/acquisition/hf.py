@@ -15,7 +15,13 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field, field_validator
 
-from stages.acquisition.base import PROVENANCE_RECORD_COLUMNS, ReadContext, SourceBatch, SourceConfig, register
+from stages.acquisition.base import (
+    PROVENANCE_RECORD_COLUMNS,
+    ReadContext,
+    SourceBatch,
+    SourceConfig,
+    register,
+)
 from stages.acquisition.live import utc_now
 from stages.core.errors import InputDataError
 
@@ -81,7 +87,9 @@ def class_labels_to_names(dataset: object, frame: pd.DataFrame) -> pd.DataFrame:
 
     for column, feature in dataset.features.items():  # type: ignore[attr-defined]
         if isinstance(feature, ClassLabel) and column in frame:
-            frame[column] = [None if value is None or value < 0 else feature.int2str(int(value)) for value in frame[column]]
+            frame[column] = [
+                None if value is None or value < 0 else feature.int2str(int(value)) for value in frame[column]
+            ]
     return frame
 
 
@@ -128,10 +136,19 @@ def read_hf(config: HfSourceConfig, index: int, context: ReadContext | None = No
     if config.class_label_names:
         frame = class_labels_to_names(dataset, frame)
     if frame.empty:
-        raise InputDataError(location, f"split `{config.dataset_split}` has no rows", f"Check `{key}.dataset_split` and `{key}.data_files`.")
+        raise InputDataError(
+            location,
+            f"split `{config.dataset_split}` has no rows",
+            f"Check `{key}.dataset_split` and `{key}.data_files`.",
+        )
     clashes = sorted(set(frame.columns) & set(PROVENANCE_RECORD_COLUMNS))
     if clashes:
-        raise InputDataError(location, f"the dataset has columns named {clashes}, which the acquire stage uses for provenance", "Rename them in the data files.", field=clashes[0])
+        raise InputDataError(
+            location,
+            f"the dataset has columns named {clashes}, which the acquire stage uses for provenance",
+            "Rename them in the data files.",
+            field=clashes[0],
+        )
     frame = frame.reset_index(drop=True)
     frame["source_row"] = pd.Series(range(1, len(frame) + 1), dtype="int64")
     # A hub dataset can change between loads, so its load time is recorded; local files have none.

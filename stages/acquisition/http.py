@@ -57,11 +57,11 @@ class EnvHeader(StageConfig):
 
 
 class Pagination(StageConfig):
-    """How the reader finds the next page."""
+    """Pagination scheme of an API and the fields and parameters it uses."""
 
     # none: one request. page: a page-number query parameter, until a page has no records (or fewer
-    # than `page_size`). cursor: the response holds the cursor of the next page, sent back as a query
-    # parameter. next_link: the response holds the URL of the next page.
+    # than `page_size`). cursor: the response contains the cursor of the next page, which is sent back
+    # as a query parameter. next_link: the response contains the URL of the next page.
     type: Literal["none", "page", "cursor", "next_link"] = "none"
     page_param: str = Field(default="page", min_length=1)
     start_page: int = Field(default=1, ge=0)
@@ -87,7 +87,7 @@ class Retry(StageConfig):
     max_retries: int = Field(default=5, ge=0)
     # Wait before the first retry, in seconds; it doubles for each further retry.
     backoff_s: float = Field(default=1.0, ge=0)
-    # Longest single wait in seconds. A Retry-After above it fails the page instead of waiting.
+    # Maximum single wait in seconds. A Retry-After above it fails the page instead of waiting.
     max_wait_s: float = Field(default=60.0, gt=0)
 
 
@@ -135,7 +135,10 @@ class HttpSourceConfig(IncrementalSourceConfig):
     @model_validator(mode="after")
     def _watermark_needs_param(self) -> HttpSourceConfig:
         if (self.watermark is None) != (self.watermark_param is None):
-            raise ValueError("set both `watermark` (the record field) and `watermark_param` (the query parameter that sends it), or neither")
+            raise ValueError(
+                "set both `watermark` (the record field) and `watermark_param` "
+                "(the query parameter that sends it), or neither"
+            )
         return self
 
 
@@ -178,7 +181,7 @@ class RateLimiter:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Return the wait a Retry-After header asks for (seconds or an HTTP date), or None."""
+    """Return the wait in seconds that a Retry-After header requests (seconds or an HTTP date), or None."""
     if not value:
         return None
     value = value.strip()
@@ -193,7 +196,10 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def _status_fix(status: int, config: HttpSourceConfig, key: str) -> str:
     if status in (401, 403):
-        variables = sorted({header if isinstance(header, str) else header.env for header in config.headers_env.values()} | set(config.params_env.values()))
+        variables = sorted(
+            {header if isinstance(header, str) else header.env for header in config.headers_env.values()}
+            | set(config.params_env.values())
+        )
         named = f" in {', '.join(variables)}" if variables else ""
         return f"Check the credentials{named} (`{key}.headers_env` / `params_env`) and their access rights."
     if status == 404:
@@ -204,7 +210,13 @@ def _status_fix(status: int, config: HttpSourceConfig, key: str) -> str:
 class HttpSession:
     """Sends GET requests with the source's headers, secret parameters, rate limit and retries."""
 
-    def __init__(self, config: HttpSourceConfig, key: str, secret_headers: dict[str, str], secret_params: dict[str, str]):
+    def __init__(
+        self,
+        config: HttpSourceConfig,
+        key: str,
+        secret_headers: dict[str, str],
+        secret_params: dict[str, str],
+    ):
         self.config = config
         self.key = key
         self.secret_params = secret_params
@@ -221,10 +233,13 @@ class HttpSession:
     def _with_secret_params(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
         # A next-page link may already carry a secret parameter; it is not sent twice.
         present = {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-        return {**params, **{name: value for name, value in self.secret_params.items() if name not in present}}
+        return {
+            **params,
+            **{name: value for name, value in self.secret_params.items() if name not in present},
+        }
 
     def get_json(self, page: PageRequest) -> Any:
-        """Return the decoded JSON body of one page, retrying transient failures; raise PageError otherwise."""
+        """Return the decoded JSON body of one page, retrying transient failures; raise PageError else."""
         retry = self.config.retry
         for attempt in range(retry.max_retries + 1):
             self.limiter.wait()
@@ -233,30 +248,54 @@ class HttpSession:
             if problem is None:
                 return wait
             if attempt == retry.max_retries:
-                raise PageError(f"{problem} (after {attempt + 1} attempts)", f"Check that the server at `{self.key}.url` is reachable and healthy, or raise `{self.key}.retry.max_retries`.")
+                raise PageError(
+                    f"{problem} (after {attempt + 1} attempts)",
+                    f"Check that the server at `{self.key}.url` is reachable and healthy, "
+                    f"or raise `{self.key}.retry.max_retries`.",
+                )
             delay = min(retry.backoff_s * 2**attempt, retry.max_wait_s) if wait is None else wait
             if delay > retry.max_wait_s:
-                raise PageError(f"{problem}; the server asked to wait {delay:.0f} s (Retry-After), more than retry.max_wait_s", f"Try again later, or raise `{self.key}.retry.max_wait_s`.")
+                raise PageError(
+                    f"{problem}; the server asked to wait {delay:.0f} s (Retry-After), "
+                    "more than retry.max_wait_s",
+                    f"Try again later, or raise `{self.key}.retry.max_wait_s`.",
+                )
             self.retries += 1
-            logger.warning("source %s: %s: %s; retry %d of %d in %.1f s", self.config.name, page.label, problem, attempt + 1, retry.max_retries, delay)
+            logger.warning(
+                "source %s: %s: %s; retry %d of %d in %.1f s",
+                self.config.name,
+                page.label,
+                problem,
+                attempt + 1,
+                retry.max_retries,
+                delay,
+            )
             sleep(delay)
         raise AssertionError("unreachable")
 
     def _attempt(self, page: PageRequest) -> tuple[str | None, Any]:
-        """Send one request; return (None, body) on success or (problem, Retry-After seconds or None) to retry."""
+        """Send one request; return (None, body), or (problem, Retry-After seconds or None) to retry."""
         try:
-            response = self.session.get(page.url, params=self._with_secret_params(page.url, page.params), timeout=self.config.timeout_s)
+            response = self.session.get(
+                page.url,
+                params=self._with_secret_params(page.url, page.params),
+                timeout=self.config.timeout_s,
+            )
         except requests.Timeout:
             return f"timed out after {self.config.timeout_s:g} s", None
         except requests.ConnectionError as exc:
             reason = redact(str(exc.args[0] if exc.args else exc), self.secrets)
             return f"could not connect ({_short(reason)})", None
         except requests.RequestException as exc:
-            raise PageError(f"the request failed ({redact(str(exc), self.secrets)})", f"Check `{self.key}.url`.") from None
+            raise PageError(
+                f"the request failed ({redact(str(exc), self.secrets)})", f"Check `{self.key}.url`."
+            ) from None
 
         status = response.status_code
         if status == 429 or 500 <= status < 600:
-            return f"HTTP {status} {response.reason}", retry_after_seconds(response.headers.get("Retry-After"))
+            return f"HTTP {status} {response.reason}", retry_after_seconds(
+                response.headers.get("Retry-After")
+            )
         if status >= 400:
             raise PageError(f"HTTP {status} {response.reason}", _status_fix(status, self.config, self.key))
         try:
@@ -264,7 +303,8 @@ class HttpSession:
         except (json.JSONDecodeError, requests.JSONDecodeError) as exc:
             body = redact(response.text[:BODY_PREVIEW_CHARS], self.secrets)
             raise PageError(
-                f"the response is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); it starts with {body!r}",
+                f"the response is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                f"it starts with {body!r}",
                 f"Check `{self.key}.url`: it must return JSON.",
             ) from None
 
@@ -322,7 +362,9 @@ class Pager:
             return PageRequest(f"cursor {self.cursor}", self.config.url, params)
         if pagination.type == "next_link" and self.next_url is not None:
             return PageRequest(f"page {self.pages + 1}", self.next_url, {})
-        return PageRequest("page 1" if pagination.type == "next_link" else "single page", self.config.url, params)
+        return PageRequest(
+            "page 1" if pagination.type == "next_link" else "single page", self.config.url, params
+        )
 
     def advance(self, body: Any, record_count: int, request: PageRequest) -> None:
         """Move to the next page after `body` was read, or mark the read done."""
@@ -345,14 +387,26 @@ class Pager:
     def _follow(self, body: Any, path: str, setting: str) -> str | None:
         found, value = dotted_get(body, path)
         if not found and self.pages == 1:
-            logger.warning("source %s: the first response has no `%s`, so only one page is read; check `%s.%s`", self.config.name, path, self.key, setting)
+            logger.warning(
+                "source %s: the first response has no `%s`, so only one page is read; check `%s.%s`",
+                self.config.name,
+                path,
+                self.key,
+                setting,
+            )
         if not found or value is None or value == "":
             return None
         if not isinstance(value, (str, int)):
-            raise PageError(f"`{path}` is a JSON {type(value).__name__}, expected a string", f"Check `{self.key}.{setting}`.")
+            raise PageError(
+                f"`{path}` is a JSON {type(value).__name__}, expected a string",
+                f"Check `{self.key}.{setting}`.",
+            )
         text = str(value)
         if text in self.seen:
-            raise PageError(f"the API returned `{path}` = {text!r} a second time, so the pages would repeat forever", f"Check `{self.key}.{setting}`.")
+            raise PageError(
+                f"the API returned `{path}` = {text!r} a second time, so the pages would repeat forever",
+                f"Check `{self.key}.{setting}`.",
+            )
         self.seen.add(text)
         return text
 
@@ -361,7 +415,8 @@ class Pager:
         first, following = urlsplit(self.config.url), urlsplit(url)
         if (first.scheme, first.netloc) != (following.scheme, following.netloc):
             raise PageError(
-                f"the next-page link points to {following.scheme}://{following.netloc}, another origin than `url`",
+                f"the next-page link points to {following.scheme}://{following.netloc}, "
+                "another origin than `url`",
                 "The reader only follows links on the same scheme, host and port; check the API or the URL.",
             )
         return url
@@ -381,7 +436,10 @@ def read_secrets(config: HttpSourceConfig, key: str) -> tuple[dict[str, str], di
     for header, spec in config.headers_env.items():
         variable, prefix = (spec, "") if isinstance(spec, str) else (spec.env, spec.prefix)
         headers[header] = prefix + read_env_secret(variable, f"{key}.headers_env.{header}", config.name)
-    params = {name: read_env_secret(variable, f"{key}.params_env.{name}", config.name) for name, variable in config.params_env.items()}
+    params = {
+        name: read_env_secret(variable, f"{key}.params_env.{name}", config.name)
+        for name, variable in config.params_env.items()
+    }
     return headers, params
 
 
@@ -413,7 +471,10 @@ def iterate_pages(
         try:
             pager.advance(body, len(records), request)
         except PageError as exc:
-            exc.page, exc.page_url = f"the page after {request.label}", public_url(request.url, request.params, secrets)
+            exc.page, exc.page_url = (
+                f"the page after {request.label}",
+                public_url(request.url, request.params, secrets),
+            )
             yield request, records
             raise
         yield request, records
@@ -464,13 +525,27 @@ def read_http(config: HttpSourceConfig, index: int, context: ReadContext | None 
     if config.max_pages is not None and complete and not pager.done:
         extra["stopped_at_max_pages"] = True
     if snapshot is None and collector.record_count == 0 and not collector.rejected:
-        raise InputDataError(f"source `{config.name}` ({location})", "the API returned no records", f"Check `{key}.url`, `params` and `records_path`.")
-    logger.info("source %s: read %d records from %d pages", config.name, collector.record_count, len(pages_read))
+        problem = "the API returned no records"
+        if failure is not None:
+            problem += f" before {failure['page']} failed: {failure['error']}"
+        raise InputDataError(
+            f"source `{config.name}` ({location})",
+            problem,
+            f"Check `{key}.url`, `params` and `records_path`.",
+        )
+    logger.info(
+        "source %s: read %d records from %d pages", config.name, collector.record_count, len(pages_read)
+    )
     return finish_read(config, snapshot, collector, definition, complete=complete, extra=extra)
 
 
 def _read_pages(
-    config: HttpSourceConfig, key: str, session: HttpSession, pager: Pager, collector: RecordCollector, secrets: list[str]
+    config: HttpSourceConfig,
+    key: str,
+    session: HttpSession,
+    pager: Pager,
+    collector: RecordCollector,
+    secrets: list[str],
 ) -> tuple[list[str], dict[str, Any] | None]:
     """Collect the records of every page; return the labels of the pages read and the failure, if any."""
     pages_read: list[str] = []
@@ -489,7 +564,8 @@ def _read_pages(
                     f"{exc.fix} To keep the pages read before a failure, set `{key}.on_error: keep_partial`.",
                 ) from None
             logger.error(
-                "source %s: %s could not be read (%s); keeping the %d records of %d earlier pages, later pages were not requested",
+                "source %s: %s could not be read (%s); keeping the %d records of %d earlier pages, "
+                "later pages were not requested",
                 config.name,
                 exc.page,
                 exc.problem,
@@ -510,12 +586,20 @@ def _collect_page(config: HttpSourceConfig, collector: RecordCollector, items: l
             object_positions.append(position)
         else:
             raw = json.dumps(item, ensure_ascii=False)
-            collector.add_rejected(position, raw, "not_an_object", f"record {position} is a JSON {type(item).__name__}, expected an object", query)
+            collector.add_rejected(
+                position,
+                raw,
+                "not_an_object",
+                f"record {position} is a JSON {type(item).__name__}, expected an object",
+                query,
+            )
     if not objects:
         return
     frame = pd.json_normalize(objects, sep=".")
     watermarks = None
     if config.watermark is not None:
         watermarks = [dotted_get(item, config.watermark)[1] for item in objects]
-        watermarks = [None if isinstance(value, float) and math.isnan(value) else value for value in watermarks]
+        watermarks = [
+            None if isinstance(value, float) and math.isnan(value) else value for value in watermarks
+        ]
     collector.add_records(frame, object_positions, query, watermarks)

@@ -2,10 +2,11 @@
 
 A source with `watermark: COLUMN` keeps every record it has read in `<snapshot dir>/<name>.parquet`
 (dvc.yaml passes `data/snapshots` and declares it a persistent output, so DVC caches each version
-and never deletes it before a run). A run reads the snapshot, asks the source only for records whose
-watermark is greater than the maximum stored with the snapshot, appends them, replaces older
-versions of the same `key`, and writes the snapshot again. The batch returned to the acquire stage
-is the whole snapshot, so the stage output is the same whether the rows came in one run or in ten.
+and never deletes it before a run). A run reads the snapshot, requests from the source only the
+records whose watermark is greater than the maximum stored with the snapshot, appends them,
+replaces older versions of the same `key`, and writes the snapshot again. The batch returned to the
+acquire stage is the whole snapshot, so the stage output is the same whether the rows came in one
+run or in ten.
 
 A record keeps the `source_row` it got when first read, also after a newer version replaces it, so
 its row id stays stable. Rejected records are kept in the snapshot too, so the quarantine table of a
@@ -71,7 +72,9 @@ class IncrementalSourceConfig(SourceConfig):
         if self.watermark is None and self.key:
             raise ValueError("`key` only applies to incremental sources; set `watermark` too or remove `key`")
         if self.watermark is None and self.refresh != "incremental":
-            raise ValueError("`refresh` only applies to incremental sources; set `watermark` too or remove `refresh`")
+            raise ValueError(
+                "`refresh` only applies to incremental sources; set `watermark` too or remove `refresh`"
+            )
         return self
 
 
@@ -142,7 +145,12 @@ def max_watermark(values: list[Any], start: Any, column: str, location: str) -> 
             if value > best:
                 best = value
         except TypeError as exc:  # for example a timestamp with a time zone against one without
-            raise InputDataError(location, f"watermark values cannot be compared ({exc})", f"Make `{column}` consistent in the source.", field=column) from None
+            raise InputDataError(
+                location,
+                f"watermark values cannot be compared ({exc})",
+                f"Make `{column}` consistent in the source.",
+                field=column,
+            ) from None
     return best
 
 
@@ -164,7 +172,12 @@ def encode_watermark(value: Any) -> dict[str, str] | None:
     if value is None:
         return None
     kind = _watermark_kind(value)
-    text = value.isoformat() if kind in {"datetime", "date"} else repr(value) if kind == "float" else str(value)
+    if kind in {"datetime", "date"}:
+        text = value.isoformat()
+    elif kind == "float":
+        text = repr(value)  # repr round-trips a float exactly
+    else:
+        text = str(value)
     return {"type": kind, "value": text}
 
 
@@ -210,7 +223,9 @@ def definition_hash(definition: dict[str, Any]) -> str:
     return sha256_hex(json.dumps(definition, sort_keys=True, default=str))
 
 
-def open_snapshot(config: IncrementalSourceConfig, context: ReadContext | None, index: int, definition: dict[str, Any]) -> Snapshot | None:
+def open_snapshot(
+    config: IncrementalSourceConfig, context: ReadContext | None, index: int, definition: dict[str, Any]
+) -> Snapshot | None:
     """Load the stored snapshot of an incremental source; return None for a source without `watermark`."""
     if config.watermark is None:
         return None
@@ -245,7 +260,11 @@ def open_snapshot(config: IncrementalSourceConfig, context: ReadContext | None, 
             f"Delete it to read the source again from the start, or set `{key}.refresh: full`.",
         )
     if state.get("definition") != definition_hash(definition):
-        logger.info("source %s: URL, query, parameters, watermark or key changed since the snapshot, so every record is read again", config.name)
+        logger.info(
+            "source %s: URL, query, parameters, watermark or key changed since the snapshot, "
+            "so every record is read again",
+            config.name,
+        )
         return Snapshot(path, None, None, 1, "full (source definition changed)")
     return Snapshot(
         path=path,
@@ -256,8 +275,15 @@ def open_snapshot(config: IncrementalSourceConfig, context: ReadContext | None, 
     )
 
 
-def write_snapshot(snapshot: Snapshot, frame: pd.DataFrame, watermark: Any, definition: dict[str, Any], complete: bool, column: str) -> None:
-    """Write the snapshot table with its state in the Parquet schema metadata, atomically and deterministically."""
+def write_snapshot(
+    snapshot: Snapshot,
+    frame: pd.DataFrame,
+    watermark: Any,
+    definition: dict[str, Any],
+    complete: bool,
+    column: str,
+) -> None:
+    """Write the snapshot with its state in the Parquet schema metadata, atomically and deterministically."""
     state = {
         "format": SNAPSHOT_FORMAT,
         "definition": definition_hash(definition),
@@ -271,7 +297,14 @@ def write_snapshot(snapshot: Snapshot, frame: pd.DataFrame, watermark: Any, defi
     metadata[SNAPSHOT_METADATA_KEY] = json.dumps(state, sort_keys=True).encode("utf-8")
     table = table.replace_schema_metadata(metadata)
     with atomic_path(snapshot.path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True, row_group_size=1_000_000)
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            use_dictionary=True,
+            write_statistics=True,
+            row_group_size=1_000_000,
+        )
 
 
 def _content_columns(frame: pd.DataFrame) -> list[str]:
@@ -281,7 +314,9 @@ def _content_columns(frame: pd.DataFrame) -> list[str]:
 
 def _row_keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
     """Return one tuple per row of the values in `columns`, with missing values as None."""
-    parts = [[None if value is pd.NA else value for value in frame[name].astype("string")] for name in columns]
+    parts = [
+        [None if value is pd.NA else value for value in frame[name].astype("string")] for name in columns
+    ]
     return list(zip(*parts, strict=True)) if parts else [() for _ in range(len(frame))]
 
 
@@ -289,7 +324,9 @@ def _has_missing(row_key: tuple[Any, ...]) -> bool:
     return any(part is None for part in row_key)
 
 
-def merge_records(previous: pd.DataFrame, fetched: pd.DataFrame, key: list[str], location: str) -> tuple[pd.DataFrame, dict[str, int]]:
+def merge_records(
+    previous: pd.DataFrame, fetched: pd.DataFrame, key: list[str], location: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Merge newly read records into the stored ones; return the merged records and counts.
 
     With `key`, a fetched record replaces the stored record with the same key (keeping the stored
@@ -315,17 +352,33 @@ def merge_records(previous: pd.DataFrame, fetched: pd.DataFrame, key: list[str],
 
     missing = [name for name in key if name not in fetched.columns or fetched[name].isna().all()]
     if missing and len(fetched):
-        raise InputDataError(location, f"key column `{missing[0]}` not found in the records read", "Set `key` to fields the source returns.", field=missing[0])
+        raise InputDataError(
+            location,
+            f"key column `{missing[0]}` not found in the records read",
+            "Set `key` to fields the source returns.",
+            field=missing[0],
+        )
 
     # Within one read the last version of a key wins; earlier ones are counted as duplicates. A
     # record with a missing key value matches nothing, so it is always kept.
     fetched_keys = _row_keys(fetched, key)
-    last_position = {row_key: position for position, row_key in enumerate(fetched_keys) if not _has_missing(row_key)}
-    kept = sorted({*last_position.values(), *(position for position, row_key in enumerate(fetched_keys) if _has_missing(row_key))})
+    last_position = {
+        row_key: position for position, row_key in enumerate(fetched_keys) if not _has_missing(row_key)
+    }
+    kept = sorted(
+        {
+            *last_position.values(),
+            *(position for position, row_key in enumerate(fetched_keys) if _has_missing(row_key)),
+        }
+    )
     latest = fetched.iloc[kept]
     stats["rows_duplicate"] += len(fetched) - len(latest)
 
-    stored_position = {row_key: position for position, row_key in enumerate(_row_keys(previous, key)) if not _has_missing(row_key)}
+    stored_position = {
+        row_key: position
+        for position, row_key in enumerate(_row_keys(previous, key))
+        if not _has_missing(row_key)
+    }
     merged = previous.copy()
     appended = []
     for row_key, (_, record) in zip(_row_keys(latest, key), latest.iterrows(), strict=True):
@@ -379,19 +432,48 @@ def finish_read(
     rejected["source_row"] = rejected["source_row"] + offset
 
     # The server may ignore the watermark parameter; records not past the stored watermark are skipped here.
-    newer = [is_newer(value, snapshot.watermark) for value in collector.watermarks] if collector.watermarks else [True] * len(fetched)
+    newer = (
+        [is_newer(value, snapshot.watermark) for value in collector.watermarks]
+        if collector.watermarks
+        else [True] * len(fetched)
+    )
     not_newer = len(newer) - sum(newer)
     fetched = fetched[newer].reset_index(drop=True)
-    fetched_watermarks = [value for value, keep in zip(collector.watermarks, newer, strict=True) if keep] if collector.watermarks else []
+    fetched_watermarks = (
+        [value for value, keep in zip(collector.watermarks, newer, strict=True) if keep]
+        if collector.watermarks
+        else []
+    )
 
-    previous = snapshot.frame if snapshot.frame is not None else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
+    previous = (
+        snapshot.frame
+        if snapshot.frame is not None
+        else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
+    )
     previous_records = previous[previous[REJECTED_REASON].isna()] if REJECTED_REASON in previous else previous
-    previous_rejected = previous[previous[REJECTED_REASON].notna()] if REJECTED_REASON in previous else previous.iloc[0:0]
-    records, stats = merge_records(previous_records.drop(columns=[REJECTED_RAW, REJECTED_REASON, REJECTED_DETAIL], errors="ignore"), fetched, config.key, collector.location)
+    previous_rejected = (
+        previous[previous[REJECTED_REASON].notna()] if REJECTED_REASON in previous else previous.iloc[0:0]
+    )
+    records, stats = merge_records(
+        previous_records.drop(columns=[REJECTED_RAW, REJECTED_REASON, REJECTED_DETAIL], errors="ignore"),
+        fetched,
+        config.key,
+        collector.location,
+    )
 
-    watermark_after = max_watermark(fetched_watermarks, snapshot.watermark, column, collector.location) if complete else snapshot.watermark
-    all_rejected = pd.concat([previous_rejected, rejected], ignore_index=True) if len(previous_rejected) else rejected
-    stored = pd.concat([records, all_rejected], ignore_index=True).sort_values("source_row", kind="stable").reset_index(drop=True)
+    watermark_after = (
+        max_watermark(fetched_watermarks, snapshot.watermark, column, collector.location)
+        if complete
+        else snapshot.watermark
+    )
+    all_rejected = (
+        pd.concat([previous_rejected, rejected], ignore_index=True) if len(previous_rejected) else rejected
+    )
+    stored = (
+        pd.concat([records, all_rejected], ignore_index=True)
+        .sort_values("source_row", kind="stable")
+        .reset_index(drop=True)
+    )
     for name in (REJECTED_RAW, REJECTED_REASON, REJECTED_DETAIL):
         if name not in stored:
             stored[name] = pd.Series(pd.NA, index=stored.index, dtype="string")
@@ -401,13 +483,15 @@ def finish_read(
     stored["source_row"] = stored["source_row"].astype("int64")
     write_snapshot(snapshot, stored, watermark_after, definition, complete, column)
 
-    stored_records = stored[stored[REJECTED_REASON].isna()].drop(columns=[REJECTED_RAW, REJECTED_REASON, REJECTED_DETAIL])
+    stored_records = stored[stored[REJECTED_REASON].isna()].drop(
+        columns=[REJECTED_RAW, REJECTED_REASON, REJECTED_DETAIL]
+    )
     stored_rejected = stored[stored[REJECTED_REASON].notna()]
     extra = {
         **extra,
         "snapshot": str(snapshot.path),
         "refresh": snapshot.mode,
-        "rows_stored_before": 0 if snapshot.frame is None else int(len(previous_records)),
+        "rows_stored_before": 0 if snapshot.frame is None else len(previous_records),
         "rows_not_newer": not_newer,
         **stats,
         "watermark_before": None if snapshot.watermark is None else watermark_text(snapshot.watermark),

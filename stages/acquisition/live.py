@@ -1,4 +1,4 @@
-"""What live sources (SQL, HTTP) share: collecting records with per-row provenance into a batch.
+"""Record collection shared by the live sources (SQL, HTTP), with per-row provenance.
 
 Live sources return values of many Python types (numbers, timestamps, decimals, nested JSON). The
 collector turns every field into text as soon as it is read, with the same rules as the acquire
@@ -36,7 +36,7 @@ def utc_now() -> str:
 
 
 def value_to_text(value: Any) -> Any:
-    """Return one field as text: pd.NA for missing values, integral floats without `.0`, JSON for lists and dicts."""
+    """Return one field as text: pd.NA when missing, integral floats without `.0`, lists and dicts as JSON."""
     if value is None or value is pd.NA or value is pd.NaT:
         return pd.NA
     if isinstance(value, np.generic):
@@ -56,7 +56,12 @@ def value_to_text(value: Any) -> Any:
 def frame_to_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of `frame` with every column converted by `value_to_text` to the string dtype."""
     return pd.DataFrame(
-        {name: pd.Series([value_to_text(value) for value in frame[name]], index=frame.index, dtype="string") for name in frame.columns},
+        {
+            name: pd.Series(
+                [value_to_text(value) for value in frame[name]], index=frame.index, dtype="string"
+            )
+            for name in frame.columns
+        },
         index=frame.index,
     )
 
@@ -96,7 +101,9 @@ class RecordCollector:
         self.next_position += count
         return positions
 
-    def add_records(self, frame: pd.DataFrame, positions: list[int], query: str, watermarks: list[Any] | None = None) -> None:
+    def add_records(
+        self, frame: pd.DataFrame, positions: list[int], query: str, watermarks: list[Any] | None = None
+    ) -> None:
         """Add source records (native values) read by one request or chunk, with their positions."""
         if frame.empty:
             return
@@ -167,12 +174,18 @@ def empty_records() -> pd.DataFrame:
     )
 
 
-def batch_from_frames(records: pd.DataFrame, rejected: pd.DataFrame, location: str, extra: dict[str, Any]) -> SourceBatch:
+def batch_from_frames(
+    records: pd.DataFrame, rejected: pd.DataFrame, location: str, extra: dict[str, Any]
+) -> SourceBatch:
     """Build the SourceBatch of a live source from its records and its rejected records (snapshot layout)."""
     rejected_rows = [
         (int(row), str(raw), str(reason), str(detail))
         for row, raw, reason, detail in zip(
-            rejected["source_row"], rejected[REJECTED_RAW], rejected[REJECTED_REASON], rejected[REJECTED_DETAIL], strict=True
+            rejected["source_row"],
+            rejected[REJECTED_RAW],
+            rejected[REJECTED_REASON],
+            rejected[REJECTED_DETAIL],
+            strict=True,
         )
     ]
     return SourceBatch(

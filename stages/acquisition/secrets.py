@@ -41,7 +41,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
             forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
-    # Longest first, so a secret that contains another one is masked whole.
+    # Longer forms first, so a secret that contains another one is masked whole.
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text
@@ -63,7 +63,14 @@ class RedactingFilter(logging.Filter):
 
 
 # Library loggers that may print URLs, connection strings or request lines.
-LIBRARY_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests", "sqlalchemy.engine", "sqlalchemy.pool", "psycopg")
+LIBRARY_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.util.retry",
+    "requests",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "psycopg",
+)
 
 
 @contextlib.contextmanager

@@ -50,9 +50,9 @@ class SqlSourceConfig(IncrementalSourceConfig):
     type: Literal["sql"] = "sql"
     # SQLAlchemy URL without a password, e.g. sqlite:///data/sources/tickets.sqlite.
     url: str | None = Field(default=None, min_length=1)
-    # Environment variable that holds the whole URL (it may contain the password).
+    # Environment variable that contains the whole URL (it may include the password).
     url_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
-    # Environment variable that holds the password, set into the URL.
+    # Environment variable that contains the password, set into the URL.
     password_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
     query: str = Field(min_length=1)
     # Values for the `:name` placeholders of the query.
@@ -63,9 +63,14 @@ class SqlSourceConfig(IncrementalSourceConfig):
     @model_validator(mode="after")
     def _one_url(self) -> SqlSourceConfig:
         if (self.url is None) == (self.url_env is None):
-            raise ValueError("set exactly one of `url` (a URL without a password) and `url_env` (a variable holding the URL)")
+            raise ValueError(
+                "set exactly one of `url` (a URL without a password) "
+                "and `url_env` (a variable holding the URL)"
+            )
         if WATERMARK_PARAMETER in self.parameters:
-            raise ValueError(f"the parameter name `{WATERMARK_PARAMETER}` is reserved for the incremental watermark")
+            raise ValueError(
+                f"the parameter name `{WATERMARK_PARAMETER}` is reserved for the incremental watermark"
+            )
         return self
 
 
@@ -140,7 +145,9 @@ def check_parameters(config: SqlSourceConfig, key: str) -> sa.TextClause:
     return statement
 
 
-def incremental_statement(config: SqlSourceConfig, engine: sa.Engine, watermark: Any) -> tuple[sa.TextClause, dict[str, Any]]:
+def incremental_statement(
+    config: SqlSourceConfig, engine: sa.Engine, watermark: Any
+) -> tuple[sa.TextClause, dict[str, Any]]:
     """Wrap the query so that it returns only rows past `watermark`, ordered by the watermark column."""
     column = engine.dialect.identifier_preparer.quote(str(config.watermark))
     inner = config.query.strip().rstrip(";").rstrip()
@@ -157,17 +164,29 @@ def describe_query(sql: str, parameters: dict[str, Any]) -> str:
     """Return the query with its bound values, as recorded in `source_query`."""
     if not parameters:
         return sql
-    shown = {name: watermark_text(value) if value is not None else None for name, value in sorted(parameters.items())}
+    shown = {
+        name: watermark_text(value) if value is not None else None
+        for name, value in sorted(parameters.items())
+    }
     return f"{sql}\n-- parameters: {json.dumps(shown, sort_keys=True, ensure_ascii=False)}"
 
 
 def _check_sqlite_file(url: URL, location: str, key: str) -> None:
     # SQLite creates a missing database file on connect, so a typo would read an empty database.
     database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if (
+        url.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+    ):
         return
     if not Path(database).is_file():
-        raise InputDataError(location, "SQLite database file not found", f"Check `{key}.url` (paths are relative to the repository root).")
+        raise InputDataError(
+            location,
+            "SQLite database file not found",
+            f"Check `{key}.url` (paths are relative to the repository root).",
+        )
 
 
 def _short_message(exc: Exception, secrets: list[str]) -> str:
@@ -232,14 +251,20 @@ def read_sql(config: SqlSourceConfig, index: int, context: ReadContext | None = 
                     f"(`{key}.url`, `url_env` or `password_env`).",
                 ) from None
             with connection:
-                _read_rows(config, connection, statement, parameters, query_text, collector, location, secrets, key)
+                _read_rows(
+                    config, connection, statement, parameters, query_text, collector, location, secrets, key
+                )
         finally:
             engine.dispose()
 
     if snapshot is None and collector.record_count == 0:
-        raise InputDataError(location, "the query returned no rows", f"Check `{key}.query` and `{key}.parameters`.")
+        raise InputDataError(
+            location, "the query returned no rows", f"Check `{key}.query` and `{key}.parameters`."
+        )
     logger.info("source %s: read %d rows", config.name, collector.record_count)
-    return finish_read(config, snapshot, collector, definition, complete=True, extra={"rows_read": collector.record_count})
+    return finish_read(
+        config, snapshot, collector, definition, complete=True, extra={"rows_read": collector.record_count}
+    )
 
 
 def _read_rows(
@@ -254,7 +279,9 @@ def _read_rows(
     key: str,
 ) -> None:
     try:
-        result = connection.execution_options(stream_results=True, yield_per=config.chunk_size).execute(statement, parameters)
+        result = connection.execution_options(stream_results=True, yield_per=config.chunk_size).execute(
+            statement, parameters
+        )
         columns = list(result.keys())
         if config.watermark is not None and config.watermark not in columns:
             raise InputDataError(
@@ -274,7 +301,12 @@ def _read_rows(
         raise InputDataError(
             location,
             f"the query failed: {_short_message(exc, secrets)}",
-            f"Check `{key}.query`, its tables and columns" + (f", and `{key}.watermark`." if config.watermark else "."),
+            f"Check `{key}.query`, its tables and columns"
+            + (f", and `{key}.watermark`." if config.watermark else "."),
         ) from None
     except SQLAlchemyError as exc:
-        raise InputDataError(location, f"the query failed: {_short_message(exc, secrets)}", f"Check `{key}.query` and `{key}.parameters`.") from None
+        raise InputDataError(
+            location,
+            f"the query failed: {_short_message(exc, secrets)}",
+            f"Check `{key}.query` and `{key}.parameters`.",
+        ) from None

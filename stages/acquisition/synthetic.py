@@ -2,8 +2,8 @@
 
 `templates` maps each label to templates with `{slot}` placeholders; `slots` lists the values of
 each slot. Labels take turns (row 1 gets the first label, row 2 the second, ...), so the labels
-are balanced; the template and the slot values are drawn with a generator seeded by the params
-`seed` and the source name. The same params always give the same rows.
+are balanced. A generator seeded by the params `seed` and the source name draws the template and
+the slot values, so the same params always give the same rows.
 
 With `generator: local_model`, each filled template is a prompt instead, and a local causal
 language model (`stages.core.local_lm`) writes the row's text. The acquire stage in dvc.yaml does
@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from stages.acquisition.base import ColumnMap, ReadContext, SourceBatch, SourceConfig, register, rejected_frame
+from stages.acquisition.base import (
+    ColumnMap,
+    ReadContext,
+    SourceBatch,
+    SourceConfig,
+    register,
+    rejected_frame,
+)
 from stages.core.errors import InputDataError
 from stages.core.params import StageConfig
 from stages.core.schema import sha256_hex
@@ -71,15 +78,24 @@ class SyntheticSourceConfig(SourceConfig):
                 for text in template_texts(template):
                     for slot in template_slots(text):
                         if slot not in self.slots:
-                            raise ValueError(f"template {text!r} of label {label!r} uses slot `{slot}`, which `slots` does not define")
+                            raise ValueError(
+                                f"template {text!r} of label {label!r} uses slot `{slot}`, "
+                                "which `slots` does not define"
+                            )
         for slot, values in self.slots.items():
             if not values:
                 raise ValueError(f"slot `{slot}` has no values")
         if self.generator == "local_model":
             if self.local_model is None:
                 raise ValueError("`generator: local_model` needs a `local_model` block with at least `path`")
-            if any(isinstance(template, TemplatePair) for templates in self.templates.values() for template in templates):
-                raise ValueError("`generator: local_model` takes prompt strings, not {text, target} templates")
+            if any(
+                isinstance(template, TemplatePair)
+                for templates in self.templates.values()
+                for template in templates
+            ):
+                raise ValueError(
+                    "`generator: local_model` takes prompt strings, not {text, target} templates"
+                )
         elif self.local_model is not None:
             raise ValueError("`local_model` only applies with `generator: local_model`")
         return self
@@ -95,12 +111,17 @@ def template_slots(text: str) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise ValueError(f"template {text!r} is invalid ({exc}); write a literal brace as {{{{ or }}}}") from None
+        raise ValueError(
+            f"template {text!r} is invalid ({exc}); write a literal brace as {{{{ or }}}}"
+        ) from None
     for _, field_name, format_spec, conversion in parsed:
         if field_name is None:
             continue
         if not field_name.isidentifier() or format_spec or conversion:
-            raise ValueError(f"template {text!r} has the placeholder {{{field_name}}}; placeholders are plain names like {{product}}")
+            raise ValueError(
+                f"template {text!r} has the placeholder {{{field_name}}}; "
+                "placeholders are plain names like {product}"
+            )
         if field_name not in slots:
             slots.append(field_name)
     return slots
@@ -114,10 +135,14 @@ def template_query(template: str | TemplatePair) -> str:
 
 
 def fill_templates(config: SyntheticSourceConfig, seed: int) -> pd.DataFrame:
-    """Return `rows` filled templates: columns label, text, target (when a template has one) and source_query."""
+    """Return `rows` filled templates: label, text, target (when a template has one) and source_query."""
     generator = np.random.default_rng([seed, int(sha256_hex("synthetic", config.name)[:8], 16)])
     labels = list(config.templates)
-    has_target = any(isinstance(template, TemplatePair) for templates in config.templates.values() for template in templates)
+    has_target = any(
+        isinstance(template, TemplatePair)
+        for templates in config.templates.values()
+        for template in templates
+    )
     records: dict[str, list[Any]] = {"label": [], "text": [], "source_query": []}
     if has_target:
         records["target"] = []
@@ -126,7 +151,9 @@ def fill_templates(config: SyntheticSourceConfig, seed: int) -> pd.DataFrame:
         templates = config.templates[label]
         template = templates[int(generator.integers(len(templates)))]
         slots = dict.fromkeys(slot for text in template_texts(template) for slot in template_slots(text))
-        values = {slot: config.slots[slot][int(generator.integers(len(config.slots[slot])))] for slot in slots}
+        values = {
+            slot: config.slots[slot][int(generator.integers(len(config.slots[slot])))] for slot in slots
+        }
         if isinstance(template, str):
             text, target = template.format_map(values), None
         else:
@@ -141,7 +168,9 @@ def fill_templates(config: SyntheticSourceConfig, seed: int) -> pd.DataFrame:
     return frame
 
 
-def write_with_local_model(config: SyntheticSourceConfig, prompts: pd.DataFrame, seed: int, key: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+def write_with_local_model(
+    config: SyntheticSourceConfig, prompts: pd.DataFrame, seed: int, key: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Generate each row's text from its filled prompt; return (records, rejected, generation stats).
 
     A row whose generated text is empty after stripping is rejected with reason `empty_generation`.
@@ -152,15 +181,20 @@ def write_with_local_model(config: SyntheticSourceConfig, prompts: pd.DataFrame,
         raise InputDataError(
             settings.path,
             "model folder not found",
-            f"Run `dvc repro prepare_model` to write models/base_lm, or set `{key}.local_model.path` to a local model folder.",
+            "Run `dvc repro prepare_model` to write models/base_lm, "
+            f"or set `{key}.local_model.path` to a local model folder.",
         )
     # Imported here because torch and transformers take seconds to import and only this generator needs them.
     from stages.core.local_lm import Sampling, generate, load_lm
 
     lm = load_lm(settings.path, device=settings.device)
-    sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens)
+    sampling = Sampling(
+        temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens
+    )
     messages = [[{"role": "user", "content": prompt}] for prompt in prompts["text"]]
-    result = generate(lm, messages, sampling, seed=seed, batch_size=settings.batch_size, description=f"{config.name} rows")
+    result = generate(
+        lm, messages, sampling, seed=seed, batch_size=settings.batch_size, description=f"{config.name} rows"
+    )
 
     records = prompts.copy()
     records["prompt"] = prompts["text"]
@@ -169,8 +203,15 @@ def write_with_local_model(config: SyntheticSourceConfig, prompts: pd.DataFrame,
     empty = records["text"].str.len() == 0
     rejected = rejected_frame(
         [
-            (int(row), str(prompt), "empty_generation", f"row {int(row)}: the model returned no text for the prompt")
-            for row, prompt in zip(records.loc[empty, "source_row"], records.loc[empty, "prompt"], strict=True)
+            (
+                int(row),
+                str(prompt),
+                "empty_generation",
+                f"row {int(row)}: the model returned no text for the prompt",
+            )
+            for row, prompt in zip(
+                records.loc[empty, "source_row"], records.loc[empty, "prompt"], strict=True
+            )
         ]
     )
     stats = {**result.stats(), "model": lm.name}
@@ -178,8 +219,10 @@ def write_with_local_model(config: SyntheticSourceConfig, prompts: pd.DataFrame,
 
 
 @register("synthetic", SyntheticSourceConfig)
-def read_synthetic(config: SyntheticSourceConfig, index: int, context: ReadContext | None = None) -> SourceBatch:
-    """Generate the source's rows; `source_query` is each row's template (or prompt), and every row is synthetic."""
+def read_synthetic(
+    config: SyntheticSourceConfig, index: int, context: ReadContext | None = None
+) -> SourceBatch:
+    """Generate the source's rows, each marked synthetic, with its template (or prompt) as `source_query`."""
     key = f"acquire.sources[{index}]"
     seed = context.seed if context is not None else 0
     records = fill_templates(config, seed)
@@ -192,7 +235,9 @@ def read_synthetic(config: SyntheticSourceConfig, index: int, context: ReadConte
         location = f"synthetic:{config.name} model={config.local_model.path}"
         extra["generation"] = stats
     extra["distinct_texts"] = int(records["text"].nunique())
-    logger.info("source %s: generated %d rows (%d distinct texts)", config.name, len(records), extra["distinct_texts"])
+    logger.info(
+        "source %s: generated %d rows (%d distinct texts)", config.name, len(records), extra["distinct_texts"]
+    )
     batch = SourceBatch(records=records, location=location, synthetic=True, extra=extra)
     if rejected is not None:
         batch.rejected = rejected

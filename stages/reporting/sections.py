@@ -362,7 +362,7 @@ def pii(inputs: ReportInputs) -> str:
 def splits(inputs: ReportInputs) -> str:
     """Split strategy, sizes and shares."""
     metrics = inputs.split
-    sizes = _mapping(metrics, "sizes")
+    sizes = {name: size for name, size in _mapping(metrics, "sizes").items() if _number(size) is not None}
     if not sizes and inputs.splits:
         sizes = {name: len(frame) for name, frame in inputs.splits.items()}
     if not sizes:
@@ -381,6 +381,8 @@ def splits(inputs: ReportInputs) -> str:
                 ]
             )
         )
+    order = [name for name in S.SPLIT_NAMES if name in sizes] + sorted(set(sizes) - set(S.SPLIT_NAMES))
+    sizes = {name: sizes[name] for name in order}
     parts.append(
         table(
             ["split", "rows", "share"],

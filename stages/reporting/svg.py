@@ -201,10 +201,12 @@ def heatmap(
     size = len(labels)
     if size == 0:
         return ""
-    cell = cell or max(6, min(28, 640 // size))
+    cell = cell or max(4, min(28, 800 // size))
     label_chars = min(max(len(label) for label in labels), 32)
-    show_labels = cell >= 9
-    margin = 8 + label_chars * LABEL_CHAR_PX if show_labels else 24
+    # Below 8 px per cell the labels would overlap; the cell tooltips still name both classes.
+    show_labels = cell >= 8
+    label_px = min(11, cell - 1)
+    margin = 8 + label_chars * LABEL_CHAR_PX * label_px / 12 if show_labels else 24
     diagonal_peak = max((matrix[i][i] for i in range(size)), default=0) or 1
     off_peak = max((matrix[i][j] for i in range(size) for j in range(size) if i != j), default=0) or 1
     body = []
@@ -229,7 +231,7 @@ def heatmap(
         f'fill="none" stroke="{GRID_COLOUR}"/>'
     )
     if show_labels:
-        font = ' font-size="10"'
+        font = f' font-size="{label_px}"'
         for index, label in enumerate(labels):
             centre = margin + index * cell + cell / 2 + 3
             body.append(_text(margin - 4, centre, _clip(label, 32), "end", font))

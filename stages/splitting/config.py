@@ -43,6 +43,8 @@ class TemporalConfig(StageConfig):
     test_start: str | None = None
     # Format given to pandas.to_datetime: "ISO8601", "mixed" (guess each value) or a strftime pattern.
     timestamp_format: str = Field(default="ISO8601", min_length=1)
+    # Rows of a group that are older than the start of the split the group goes to.
+    spanning_groups: Literal["quarantine", "later_split"] = "quarantine"
 
     @field_validator("validation_start", "test_start")
     @classmethod

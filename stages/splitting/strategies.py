@@ -13,7 +13,7 @@ import pandas as pd
 from stages.core import schema as S
 from stages.core.errors import InputDataError, ParamsError
 from stages.splitting.allocation import NO_LABEL, BucketResult, assign_buckets
-from stages.splitting.config import SplitConfig
+from stages.splitting.config import SplitConfig, TemporalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -256,44 +256,73 @@ def split_temporal(context: SplitContext, seed: int) -> Assignment:
     """Train on the past, validate and test on the future, by ratios or explicit cut dates.
 
     Rows without a parseable timestamp are quarantined. A group is placed by its latest row, so no
-    train row is later than the cut; a group whose rows span a cut puts its earlier rows into a
-    later split, which the leakage check's time order reports.
+    train row is later than the start of validation. A group whose rows span a cut has rows older
+    than the start of its split: `split.temporal.spanning_groups` quarantines them (time order kept)
+    or keeps them in that split (the leakage check's time order then counts them).
     """
     config = context.config.temporal
     assignment = Assignment.empty(len(context))
     times, missing, unparseable = parse_timestamps(context)
     fmt = config.timestamp_format
-    assignment.quarantine(np.flatnonzero(missing), "missing_timestamp", "empty `timestamp`; the temporal strategy needs a time for every row")
+    assignment.quarantine(
+        np.flatnonzero(missing), "missing_timestamp", "empty `timestamp`; the temporal strategy needs a time for every row"
+    )
     bad = np.flatnonzero(unparseable)
     raw = context.frame[S.TIMESTAMP].astype("string").iloc[bad]
-    assignment.quarantine(bad, "unparseable_timestamp", raw.map(lambda value: f"timestamp {value!r} does not parse with format {fmt!r}"))
+    detail = raw.map(lambda value: f"timestamp {value!r} does not parse with format {fmt!r}")
+    assignment.quarantine(bad, "unparseable_timestamp", detail)
     if len(bad):
         logger.warning("temporal: %d rows have timestamps that do not parse with %r (quarantined)", len(bad), fmt)
 
     kept = np.flatnonzero(~missing & ~unparseable)
-    kept_times = times.iloc[kept].to_numpy()
+    kept_times = pd.DatetimeIndex(times.iloc[kept])
     _, local_groups = np.unique(context.groups[kept], return_inverse=True)
-    group_time = pd.Series(kept_times).groupby(local_groups).max().to_numpy()
+    group_time = pd.DatetimeIndex(pd.Series(kept_times).groupby(local_groups).max())
     group_rows = np.bincount(local_groups)
 
     cuts = config.cuts()
     if cuts is None:
-        group_bucket = _cut_groups_by_ratio(group_time, group_rows, config.ratios.as_tuple())
+        group_bucket = _cut_groups_by_ratio(group_time.asi8, group_rows, config.ratios.as_tuple())
+        starts = [group_time[group_bucket == bucket].min() if (group_bucket == bucket).any() else None for bucket in (1, 2)]
         details: dict[str, Any] = {"cut": "ratios"}
     else:
         validation_start, test_start = cuts
-        stamps = pd.DatetimeIndex(group_time)
-        group_bucket = np.where(stamps < validation_start, 0, np.where(stamps < test_start, 1, 2))
-        details = {"cut": "dates", "validation_start": validation_start.isoformat(), "test_start": test_start.isoformat()}
+        group_bucket = np.where(group_time < validation_start, 0, np.where(group_time < test_start, 1, 2))
         _check_date_cuts(group_bucket, group_rows, kept_times, config)
+        starts = [validation_start, test_start]
+        details = {"cut": "dates"}
+    details["validation_start"] = None if starts[0] is None else starts[0].isoformat()
+    details["test_start"] = None if starts[1] is None else starts[1].isoformat()
 
     row_bucket = group_bucket[local_groups]
+    spanning = np.zeros(len(kept), dtype=bool)
+    for bucket, start in zip((1, 2), starts, strict=True):
+        if start is not None:
+            spanning |= (row_bucket == bucket) & (kept_times < start)
+    details["spanning_group_rows"] = int(spanning.sum())
+    details["spanning_groups"] = config.spanning_groups
+
     for index, name in enumerate(S.SPLIT_NAMES):
         assignment.split.iloc[kept[row_bucket == index]] = name
-        chosen = kept_times[row_bucket == index]
+    if config.spanning_groups == "quarantine" and spanning.any():
+        names = np.array(S.SPLIT_NAMES)[row_bucket[spanning]]
+        starts_text = [starts[bucket - 1].isoformat() for bucket in row_bucket[spanning]]
+        detail = pd.Series(
+            [
+                f"row at {stamp.isoformat()} is older than the start of the {name} split ({start}), where the "
+                "rest of its group is"
+                for stamp, name, start in zip(kept_times[spanning], names, starts_text, strict=True)
+            ]
+        )
+        assignment.quarantine(kept[spanning], "group_spans_cut", detail)
+        logger.warning("temporal: %d rows of groups that span a cut are quarantined", int(spanning.sum()))
+
+    in_split = assignment.split.iloc[kept].notna().to_numpy()
+    for index, name in enumerate(S.SPLIT_NAMES):
+        chosen = kept_times[(row_bucket == index) & in_split]
         if len(chosen):
-            details[f"{name}_from"] = pd.Timestamp(chosen.min()).isoformat()
-            details[f"{name}_to"] = pd.Timestamp(chosen.max()).isoformat()
+            details[f"{name}_from"] = chosen.min().isoformat()
+            details[f"{name}_to"] = chosen.max().isoformat()
     details["timestamp_format"] = fmt
     assignment.details = details
     return assignment
@@ -312,9 +341,11 @@ def _cut_groups_by_ratio(group_time: np.ndarray, group_rows: np.ndarray, ratios:
     return bucket
 
 
-def _check_date_cuts(group_bucket: np.ndarray, group_rows: np.ndarray, times: np.ndarray, config) -> None:
-    first = pd.Timestamp(times.min()).isoformat()
-    last = pd.Timestamp(times.max()).isoformat()
+def _check_date_cuts(
+    group_bucket: np.ndarray, group_rows: np.ndarray, times: pd.DatetimeIndex, config: TemporalConfig
+) -> None:
+    first = times.min().isoformat()
+    last = times.max().isoformat()
     keys = {0: "validation_start", 1: "test_start", 2: "test_start"}
     for bucket, name in enumerate(S.SPLIT_NAMES):
         if group_rows[group_bucket == bucket].sum() == 0:

@@ -39,7 +39,11 @@ def rows(count: int, split: str, seed: int) -> pd.DataFrame:
 
 def write_report_inputs(folder: Path) -> dict[str, Path]:
     """Write every report input under `folder` and return the report's option name -> path."""
-    splits = {"train": rows(80, "train", 0), "validation": rows(12, "validation", 1), "test": rows(24, "test", 2)}
+    splits = {
+        "train": rows(80, "train", 0),
+        "validation": rows(12, "validation", 1),
+        "test": rows(24, "test", 2),
+    }
     for name, frame in splits.items():
         write_table(frame, folder / "split" / f"{name}.parquet")
     write_table(pd.concat(splits.values(), ignore_index=True), folder / "raw.parquet")
@@ -108,7 +112,15 @@ def write_report_inputs(folder: Path) -> dict[str, Path]:
             "rows_out": 86,
             "rejected_by_reason": {"near_duplicate": 3, "too_short": 1},
             "synthetic_share": 0.069767,
-            "methods": {"edits": {"status": "ran", "generated": 10, "accepted": 6, "rejected": 4, "acceptance_rate": 0.6}},
+            "methods": {
+                "edits": {
+                    "status": "ran",
+                    "generated": 10,
+                    "accepted": 6,
+                    "rejected": 4,
+                    "acceptance_rate": 0.6,
+                }
+            },
             "target_classes": {"change_pin": {"real": 20, "added": 6}},
         },
         folder / "augment.json",
@@ -139,7 +151,10 @@ def write_report_inputs(folder: Path) -> dict[str, Path]:
         "tfidf": {"accuracy": 0.8, "macro_f1": 0.78, "rows": 24, "latency_ms_p50": 0.4},
         "adapter": {"accuracy": 0.92, "macro_f1": 0.91, "rows": 24, "latency_ms_p50": 3.1},
     }
-    write_json({"models": models, "adapter_minus_tfidf": {"accuracy": 0.12, "macro_f1": 0.13}}, folder / "evaluate.json")
+    write_json(
+        {"models": models, "adapter_minus_tfidf": {"accuracy": 0.12, "macro_f1": 0.13}},
+        folder / "evaluate.json",
+    )
     write_json(
         {name: {label: round(0.2 * i + 0.1, 2) for i, label in enumerate(LABELS)} for name in models},
         folder / "per_class_f1.json",

@@ -55,7 +55,9 @@ def _handler(server: JsonServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+            query = {
+                name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()
+            }
             headers = {name: value for name, value in self.headers.items()}
             server.requests.append(RecordedRequest(parts.path, query, headers))
             route = server.routes.get(parts.path)
@@ -164,13 +166,40 @@ def postgres_server() -> Iterator[PostgresServer]:
         if runuser is None:
             pytest.skip("running as root without `runuser`, so initdb cannot run as another user")
         run_as = [runuser, "-u", "postgres", "--"]
-        shutil.chown(root, user="postgres", group="postgres")
+        try:
+            shutil.chown(root, user="postgres", group="postgres")
+        except LookupError:
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.skip("running as root and the `postgres` system user does not exist")
     data_dir, socket_dir, log_file = f"{root}/data", root, f"{root}/server.log"
     port = free_port()
-    initdb = [*run_as, str(bin_dir / "initdb"), "-D", data_dir, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]
+    initdb = [
+        *run_as,
+        str(bin_dir / "initdb"),
+        "-D",
+        data_dir,
+        "-U",
+        "postgres",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "--no-sync",
+    ]
     subprocess.run(initdb, check=True, capture_output=True, text=True, timeout=120)
     options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-    start = [*run_as, str(bin_dir / "pg_ctl"), "-D", data_dir, "-l", log_file, "-o", options, "-w", "-t", "60", "start"]
+    start = [
+        *run_as,
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        data_dir,
+        "-l",
+        log_file,
+        "-o",
+        options,
+        "-w",
+        "-t",
+        "60",
+        "start",
+    ]
     subprocess.run(start, check=True, capture_output=True, text=True, timeout=120)
     server = PostgresServer(port=port, socket_dir=socket_dir, bin_dir=bin_dir, run_as=run_as)
     try:

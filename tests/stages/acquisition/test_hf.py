@@ -16,7 +16,7 @@ from stages.core.errors import InputDataError, ParamsError
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep `datasets` and the hub client offline even when they were imported before the variables were set."""
+    """Keep `datasets` and the hub client offline, also when they were imported before the variables."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
@@ -57,8 +57,16 @@ def test_json_lines_with_named_splits(tmp_path, read_source):
     train = tmp_path / "train.jsonl"
     test = tmp_path / "test.jsonl"
     train.write_text(json.dumps({"text": "card lost", "label": "card"}) + "\n", encoding="utf-8")
-    test.write_text("".join(json.dumps({"text": text, "label": "refund"}) + "\n" for text in ("a", "b")), encoding="utf-8")
-    raw = hf_source(tmp_path, path="json", data_files={"train": str(train), "test": str(test)}, dataset_split="test", split="test")
+    test.write_text(
+        "".join(json.dumps({"text": text, "label": "refund"}) + "\n" for text in ("a", "b")), encoding="utf-8"
+    )
+    raw = hf_source(
+        tmp_path,
+        path="json",
+        data_files={"train": str(train), "test": str(test)},
+        dataset_split="test",
+        split="test",
+    )
 
     batch = read_source(raw)
 
@@ -77,8 +85,12 @@ def test_local_folder_is_loaded(tmp_path, read_source):
 
 
 def test_class_labels_become_names(tmp_path, read_source):
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["card", "refund"])})
-    dataset = datasets.Dataset.from_dict({"text": ["card lost", "refund late"], "label": [0, 1]}, features=features)
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["card", "refund"])}
+    )
+    dataset = datasets.Dataset.from_dict(
+        {"text": ["card lost", "refund late"], "label": [0, 1]}, features=features
+    )
     data = tmp_path / "intents.parquet"
     dataset.to_parquet(str(data))
 
@@ -93,7 +105,7 @@ def test_acquire_maps_hf_rows(tmp_path):
     data = write_csv(tmp_path / "intents.csv", [("card lost", "card"), ("refund late", "refund")])
     configs = parse_sources([hf_source(tmp_path, data_files=str(data), split="train")])
 
-    table, quarantine, _ = acquire(configs, seed=0)
+    table, _, _ = acquire(configs, seed=0)
 
     assert table["label"].tolist() == ["card", "refund"]
     assert set(table["source_type"]) == {"hf"}
@@ -125,10 +137,16 @@ def test_loading_script_is_not_run(tmp_path, read_source):
 
 
 def test_trust_remote_code_is_rejected(tmp_path):
-    with pytest.raises(ParamsError, match=r"`acquire.sources\[0\].trust_remote_code` is invalid \(dataset loading scripts are not supported"):
+    with pytest.raises(
+        ParamsError,
+        match=r"`acquire.sources\[0\].trust_remote_code` is invalid "
+        r"\(dataset loading scripts are not supported",
+    ):
         parse_sources([hf_source(tmp_path, data_files="x.csv", trust_remote_code=True)])
 
 
 def test_hub_id_offline_fails_clearly(tmp_path, read_source):
-    with pytest.raises(InputDataError, match=r"some-org/some-dataset: the dataset could not be fetched .*data_files"):
+    with pytest.raises(
+        InputDataError, match=r"some-org/some-dataset: the dataset could not be fetched .*data_files"
+    ):
         read_source(hf_source(tmp_path, path="some-org/some-dataset"))

@@ -27,7 +27,10 @@ def paged_route(pages: dict[int, list[dict[str, Any]]], token: str | None = None
 
 
 def items(first: int, count: int) -> list[dict[str, Any]]:
-    return [{"id": number, "body": f"message {number}", "meta": {"intent": f"intent_{number % 2}"}} for number in range(first, first + count)]
+    return [
+        {"id": number, "body": f"message {number}", "meta": {"intent": f"intent_{number % 2}"}}
+        for number in range(first, first + count)
+    ]
 
 
 def http_source(server_url: str, **overrides: Any) -> dict[str, Any]:
@@ -46,14 +49,24 @@ def http_source(server_url: str, **overrides: Any) -> dict[str, Any]:
 
 def test_page_pagination_reads_every_page(json_server, recorded_sleeps, read_source, monkeypatch):
     monkeypatch.setenv("API_TOKEN", TOKEN)
-    json_server.routes["/tickets"] = paged_route({1: items(1, 2), 2: items(3, 2), 3: items(5, 1)}, token=TOKEN)
-    raw = http_source(json_server.url("/tickets"), headers_env={"Authorization": {"env": "API_TOKEN", "prefix": "Bearer "}})
+    json_server.routes["/tickets"] = paged_route(
+        {1: items(1, 2), 2: items(3, 2), 3: items(5, 1)}, token=TOKEN
+    )
+    raw = http_source(
+        json_server.url("/tickets"), headers_env={"Authorization": {"env": "API_TOKEN", "prefix": "Bearer "}}
+    )
 
     batch = read_source(raw)
 
     assert batch.records["body"].tolist() == [f"message {number}" for number in range(1, 6)]
     assert batch.records["source_row"].tolist() == [1, 2, 3, 4, 5]
-    assert batch.records["meta.intent"].tolist() == ["intent_1", "intent_0", "intent_1", "intent_0", "intent_1"]
+    assert batch.records["meta.intent"].tolist() == [
+        "intent_1",
+        "intent_0",
+        "intent_1",
+        "intent_0",
+        "intent_1",
+    ]
     assert batch.records["source_query"].iloc[0] == json_server.url("/tickets?page=1")
     assert batch.records["source_query"].iloc[4] == json_server.url("/tickets?page=3")
     assert batch.records["acquired_at"].notna().all()
@@ -66,7 +79,10 @@ def test_page_pagination_reads_every_page(json_server, recorded_sleeps, read_sou
 
 def test_page_size_stops_on_short_page(json_server, recorded_sleeps, read_source):
     json_server.routes["/tickets"] = paged_route({1: items(1, 2), 2: items(3, 1)})
-    raw = http_source(json_server.url("/tickets"), pagination={"type": "page", "page_size_param": "per_page", "page_size": 2})
+    raw = http_source(
+        json_server.url("/tickets"),
+        pagination={"type": "page", "page_size_param": "per_page", "page_size": 2},
+    )
 
     batch = read_source(raw)
 
@@ -91,12 +107,20 @@ def test_cursor_pagination_follows_cursor(json_server, recorded_sleeps, read_sou
     batch = read_source(raw)
 
     assert batch.records["id"].tolist() == ["1", "2", "3", "4", "5", "6"]
-    assert [request.query.get("after") for request in json_server.requests_to("/cursor")] == [None, "c1", "c2"]
+    assert [request.query.get("after") for request in json_server.requests_to("/cursor")] == [
+        None,
+        "c1",
+        "c2",
+    ]
     assert batch.records["source_query"].iloc[5].endswith("after=c2")
 
 
 def test_repeated_cursor_fails(json_server, recorded_sleeps, read_source):
-    json_server.routes["/loop"] = lambda query, headers: (200, {}, {"results": items(1, 1), "next_cursor": "same"})
+    json_server.routes["/loop"] = lambda query, headers: (
+        200,
+        {},
+        {"results": items(1, 1), "next_cursor": "same"},
+    )
     raw = http_source(json_server.url("/loop"), records_path="results", pagination={"type": "cursor"})
 
     with pytest.raises(InputDataError, match=r"`next_cursor` = 'same' a second time"):
@@ -110,7 +134,11 @@ def test_next_link_pagination_follows_relative_links(json_server, recorded_sleep
         return 200, {}, {"items": items(page * 10, 1), "links": {"next": link}}
 
     json_server.routes["/linked"] = route
-    raw = http_source(json_server.url("/linked"), records_path="items", pagination={"type": "next_link", "next_link_path": "links.next"})
+    raw = http_source(
+        json_server.url("/linked"),
+        records_path="items",
+        pagination={"type": "next_link", "next_link_path": "links.next"},
+    )
 
     batch = read_source(raw)
 
@@ -123,7 +151,11 @@ def test_next_link_pagination_follows_relative_links(json_server, recorded_sleep
 
 
 def test_next_link_to_other_origin_fails(json_server, recorded_sleeps, read_source):
-    json_server.routes["/away"] = lambda query, headers: (200, {}, {"items": items(1, 1), "next": "http://127.0.0.2:9/steal"})
+    json_server.routes["/away"] = lambda query, headers: (
+        200,
+        {},
+        {"items": items(1, 1), "next": "http://127.0.0.2:9/steal"},
+    )
     raw = http_source(json_server.url("/away"), records_path="items", pagination={"type": "next_link"})
 
     with pytest.raises(InputDataError, match=r"another origin than `url`"):
@@ -141,7 +173,13 @@ def test_retry_after_on_429_is_honoured(json_server, recorded_sleeps, read_sourc
         return 200, {}, {"data": {"items": items(1, 2)}}
 
     json_server.routes["/limited"] = route
-    batch = read_source(http_source(json_server.url("/limited"), pagination={"type": "none"}, retry={"max_retries": 2, "max_wait_s": 10}))
+    batch = read_source(
+        http_source(
+            json_server.url("/limited"),
+            pagination={"type": "none"},
+            retry={"max_retries": 2, "max_wait_s": 10},
+        )
+    )
 
     assert len(batch.records) == 2
     assert recorded_sleeps == [3.0]
@@ -159,7 +197,11 @@ def test_500_is_retried_with_backoff(json_server, recorded_sleeps, read_source):
         return 200, {}, {"data": {"items": items(1, 1)}}
 
     json_server.routes["/flaky"] = route
-    batch = read_source(http_source(json_server.url("/flaky"), pagination={"type": "none"}, retry={"max_retries": 3, "backoff_s": 0.5}))
+    batch = read_source(
+        http_source(
+            json_server.url("/flaky"), pagination={"type": "none"}, retry={"max_retries": 3, "backoff_s": 0.5}
+        )
+    )
 
     assert len(batch.records) == 1
     assert recorded_sleeps == [0.5, 1.0]
@@ -168,7 +210,9 @@ def test_500_is_retried_with_backoff(json_server, recorded_sleeps, read_source):
 def test_persistent_500_fails_after_retries(json_server, recorded_sleeps, read_source):
     json_server.routes["/down"] = lambda query, headers: (503, {}, {"error": "down"})
 
-    with pytest.raises(InputDataError, match=r"source `tickets` .*page 1 could not be read: HTTP 503 .*after 3 attempts"):
+    with pytest.raises(
+        InputDataError, match=r"source `tickets` .*page 1 could not be read: HTTP 503 .*after 3 attempts"
+    ):
         read_source(http_source(json_server.url("/down")))
     assert len(json_server.requests) == 3
 
@@ -176,7 +220,9 @@ def test_persistent_500_fails_after_retries(json_server, recorded_sleeps, read_s
 def test_retry_after_above_limit_fails(json_server, recorded_sleeps, read_source):
     json_server.routes["/later"] = lambda query, headers: (429, {"Retry-After": "600"}, {})
 
-    with pytest.raises(InputDataError, match=r"asked to wait 600 s \(Retry-After\), more than retry.max_wait_s"):
+    with pytest.raises(
+        InputDataError, match=r"asked to wait 600 s \(Retry-After\), more than retry.max_wait_s"
+    ):
         read_source(http_source(json_server.url("/later"), pagination={"type": "none"}))
     assert recorded_sleeps == []
 
@@ -195,7 +241,10 @@ def test_malformed_json_page_fails(json_server, recorded_sleeps, read_source):
         return 200, {}, {"data": {"items": items(1, 2)}}
 
     json_server.routes["/broken"] = route
-    with pytest.raises(InputDataError, match=r"page 2 could not be read: the response is not valid JSON .*on_error: keep_partial"):
+    with pytest.raises(
+        InputDataError,
+        match=r"page 2 could not be read: the response is not valid JSON .*on_error: keep_partial",
+    ):
         read_source(http_source(json_server.url("/broken")))
 
 
@@ -208,7 +257,7 @@ def test_keep_partial_keeps_pages_and_reports_missing(json_server, recorded_slee
     json_server.routes["/partial"] = route
     configs = parse_sources([http_source(json_server.url("/partial"), on_error="keep_partial")])
 
-    table, quarantine, metrics = acquire(configs, seed=0)
+    table, _, metrics = acquire(configs, seed=0)
 
     assert table["text"].tolist() == ["message 10", "message 11", "message 20", "message 21"]
     source = metrics["sources"]["tickets"]
@@ -224,7 +273,9 @@ def test_keep_partial_keeps_pages_and_reports_missing(json_server, recorded_slee
 def test_missing_records_path_fails(json_server, recorded_sleeps, read_source):
     json_server.routes["/shape"] = lambda query, headers: (200, {}, {"results": items(1, 1)})
 
-    with pytest.raises(InputDataError, match=r"the response has no `data.items` \(top level: \['results'\]\).*records_path"):
+    with pytest.raises(
+        InputDataError, match=r"the response has no `data.items` \(top level: \['results'\]\).*records_path"
+    ):
         read_source(http_source(json_server.url("/shape"), pagination={"type": "none"}))
 
 
@@ -235,11 +286,17 @@ def test_records_path_not_a_list_fails(json_server, recorded_sleeps, read_source
         read_source(http_source(json_server.url("/object"), pagination={"type": "none"}))
 
 
-def test_missing_environment_variable_fails_before_requests(json_server, recorded_sleeps, read_source, monkeypatch):
+def test_missing_environment_variable_fails_before_requests(
+    json_server, recorded_sleeps, read_source, monkeypatch
+):
     monkeypatch.delenv("MISSING_TOKEN", raising=False)
     raw = http_source(json_server.url("/tickets"), headers_env={"Authorization": "MISSING_TOKEN"})
 
-    with pytest.raises(InputDataError, match=r"source `tickets`: environment variable MISSING_TOKEN \(named by `acquire.sources\[0\].headers_env.Authorization`\) is not set"):
+    with pytest.raises(
+        InputDataError,
+        match=r"source `tickets`: environment variable MISSING_TOKEN "
+        r"\(named by `acquire.sources\[0\].headers_env.Authorization`\) is not set",
+    ):
         read_source(raw)
     assert json_server.requests == []
 
@@ -248,7 +305,9 @@ def test_unauthorized_names_the_variable(json_server, recorded_sleeps, read_sour
     monkeypatch.setenv("API_TOKEN", "wrong-token")
     json_server.routes["/tickets"] = paged_route({1: items(1, 1)}, token=TOKEN)
 
-    with pytest.raises(InputDataError, match=r"HTTP 401 Unauthorized\. Check the credentials in API_TOKEN") as caught:
+    with pytest.raises(
+        InputDataError, match=r"HTTP 401 Unauthorized\. Check the credentials in API_TOKEN"
+    ) as caught:
         read_source(http_source(json_server.url("/tickets"), headers_env={"Authorization": "API_TOKEN"}))
     assert "wrong-token" not in str(caught.value)
     assert len(json_server.requests) == 1  # a 4xx other than 429 is not retried
@@ -260,16 +319,22 @@ def test_unreachable_host_fails(recorded_sleeps, read_source):
         closed_port = probe.getsockname()[1]
     raw = http_source(f"http://127.0.0.1:{closed_port}/tickets", retry={"max_retries": 1, "backoff_s": 0.25})
 
-    with pytest.raises(InputDataError, match=r"page 1 could not be read: could not connect .*after 2 attempts.*is reachable"):
+    with pytest.raises(
+        InputDataError, match=r"page 1 could not be read: could not connect .*after 2 attempts.*is reachable"
+    ):
         read_source(raw)
     assert recorded_sleeps == [0.25]
 
 
 def test_non_object_records_are_rejected(json_server, recorded_sleeps):
-    json_server.routes["/mixed"] = lambda query, headers: (200, {}, {"data": {"items": [items(1, 1)[0], "stray text", 7]}})
+    json_server.routes["/mixed"] = lambda query, headers: (
+        200,
+        {},
+        {"data": {"items": [items(1, 1)[0], "stray text", 7]}},
+    )
     configs = parse_sources([http_source(json_server.url("/mixed"), pagination={"type": "none"})])
 
-    table, quarantine, metrics = acquire(configs, seed=0)
+    table, quarantine, _ = acquire(configs, seed=0)
 
     assert len(table) == 1
     rejected = quarantine.frame()
@@ -297,11 +362,20 @@ def test_max_pages_stops_early(json_server, recorded_sleeps, read_source):
     assert len(json_server.requests) == 2
 
 
-def test_secret_query_parameter_stays_out_of_provenance(json_server, recorded_sleeps, read_source, monkeypatch):
+def test_secret_query_parameter_stays_out_of_provenance(
+    json_server, recorded_sleeps, read_source, monkeypatch
+):
     monkeypatch.setenv("API_KEY", TOKEN)
     json_server.routes["/keyed"] = lambda query, headers: (200, {}, {"data": {"items": items(1, 1)}})
 
-    batch = read_source(http_source(json_server.url("/keyed"), pagination={"type": "none"}, params={"lang": "en"}, params_env={"api_key": "API_KEY"}))
+    batch = read_source(
+        http_source(
+            json_server.url("/keyed"),
+            pagination={"type": "none"},
+            params={"lang": "en"},
+            params_env={"api_key": "API_KEY"},
+        )
+    )
 
     assert json_server.requests[0].query == {"lang": "en", "api_key": TOKEN}
     assert batch.records["source_query"].tolist() == [json_server.url("/keyed?lang=en")]
@@ -310,7 +384,9 @@ def test_secret_query_parameter_stays_out_of_provenance(json_server, recorded_sl
 def test_literal_credential_header_is_rejected(read_source):
     raw = http_source("http://127.0.0.1:9/tickets", headers={"Authorization": f"Bearer {TOKEN}"})
 
-    with pytest.raises(ParamsError, match=r"`acquire.sources\[0\].headers.Authorization` is a credential") as caught:
+    with pytest.raises(
+        ParamsError, match=r"`acquire.sources\[0\].headers.Authorization` is a credential"
+    ) as caught:
         read_source(raw)
     assert TOKEN not in str(caught.value)
 
@@ -328,3 +404,12 @@ def test_literal_credential_header_is_rejected(read_source):
 def test_invalid_params_are_rejected(overrides, message):
     with pytest.raises(ParamsError, match=message):
         parse_sources([http_source("http://127.0.0.1:9/tickets", **overrides)])
+
+
+def test_keep_partial_with_no_pages_read_fails(json_server, recorded_sleeps, read_source):
+    json_server.routes["/empty"] = lambda query, headers: (200, {}, "not json")
+
+    with pytest.raises(
+        InputDataError, match=r"the API returned no records before page 1 failed: the response is not"
+    ):
+        read_source(http_source(json_server.url("/empty"), on_error="keep_partial"))

@@ -19,7 +19,9 @@ from stages.core.io import read_json, read_table
 
 def add_tickets(path: Path, rows: list[tuple[int, str, str, int]]) -> None:
     with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE IF NOT EXISTS tickets (id INTEGER, body TEXT, intent TEXT, version INTEGER)")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS tickets (id INTEGER, body TEXT, intent TEXT, version INTEGER)"
+        )
         connection.executemany("INSERT INTO tickets VALUES (?, ?, ?, ?)", rows)
 
 
@@ -31,7 +33,14 @@ def execute(path: Path, sql: str) -> None:
 @pytest.fixture
 def tickets_db(tmp_path: Path) -> Path:
     path = tmp_path / "tickets.sqlite"
-    add_tickets(path, [(1, "card not working", "card", 10), (2, "refund please", "refund", 20), (3, "pin blocked", "card", 30)])
+    add_tickets(
+        path,
+        [
+            (1, "card not working", "card", 10),
+            (2, "refund please", "refund", 20),
+            (3, "pin blocked", "card", 30),
+        ],
+    )
     return path
 
 
@@ -69,7 +78,7 @@ def test_first_run_reads_all_and_writes_snapshot(tickets_db, tmp_path, read_sour
     assert state["last_read_complete"] is True
 
 
-def test_rerun_reads_only_new_rows_and_merges_by_key(tickets_db, tmp_path, read_source):
+def test_rerun_merges_new_rows_by_key(tickets_db, tmp_path, read_source):
     read_source(sql_source(tickets_db), snapshot_dir=tmp_path)
     add_tickets(tickets_db, [(4, "refund missing", "refund", 40)])
     execute(tickets_db, "UPDATE tickets SET body = 'card still not working', version = 50 WHERE id = 1")
@@ -86,7 +95,11 @@ def test_rerun_reads_only_new_rows_and_merges_by_key(tickets_db, tmp_path, read_
     assert records.loc["1", "source_row"] == 1
     assert records.loc["1", "body"] == "card still not working"
     assert records.loc["4", "source_row"] == 4
-    assert records.loc["2", "source_query"] == "SELECT * FROM (SELECT id, body, intent, version FROM tickets) AS acquire_source ORDER BY acquire_source.version"
+    assert (
+        records.loc["2", "source_query"]
+        == "SELECT * FROM (SELECT id, body, intent, version FROM tickets) AS acquire_source "
+        "ORDER BY acquire_source.version"
+    )
     assert records.loc["4", "source_query"].endswith('-- parameters: {"acquire_watermark": "30"}')
     assert len(batch.records) == 4
 
@@ -142,7 +155,10 @@ def test_refresh_full_reads_everything_again(tickets_db, tmp_path, read_source):
 def test_changed_query_reads_everything_again(tickets_db, tmp_path, read_source):
     read_source(sql_source(tickets_db), snapshot_dir=tmp_path)
 
-    batch = read_source(sql_source(tickets_db, query="SELECT id, body, intent, version FROM tickets WHERE intent = 'card'"), snapshot_dir=tmp_path)
+    batch = read_source(
+        sql_source(tickets_db, query="SELECT id, body, intent, version FROM tickets WHERE intent = 'card'"),
+        snapshot_dir=tmp_path,
+    )
 
     assert batch.extra["refresh"] == "full (source definition changed)"
     assert batch.records["id"].tolist() == ["1", "3"]
@@ -151,12 +167,16 @@ def test_changed_query_reads_everything_again(tickets_db, tmp_path, read_source)
 def test_unreadable_snapshot_fails(tickets_db, tmp_path, read_source):
     (tmp_path / "tickets.parquet").write_text("not parquet")
 
-    with pytest.raises(InputDataError, match=r"tickets.parquet: the snapshot is not a readable Parquet file .*refresh: full"):
+    with pytest.raises(
+        InputDataError, match=r"tickets.parquet: the snapshot is not a readable Parquet file .*refresh: full"
+    ):
         read_source(sql_source(tickets_db), snapshot_dir=tmp_path)
 
 
 def test_watermark_without_snapshot_folder_fails(tickets_db, read_source):
-    with pytest.raises(ParamsError, match=r"`acquire.sources\[0\].watermark` needs a snapshot folder.*--snapshots DIR"):
+    with pytest.raises(
+        ParamsError, match=r"`acquire.sources\[0\].watermark` needs a snapshot folder.*--snapshots DIR"
+    ):
         read_source(sql_source(tickets_db), snapshot_dir=None)
 
 
@@ -201,7 +221,9 @@ def http_source(url: str, **overrides: Any) -> dict[str, Any]:
 
 
 def api_records(*rows: tuple[int, str, int]) -> list[dict[str, Any]]:
-    return [{"id": number, "body": body, "intent": "card", "version": version} for number, body, version in rows]
+    return [
+        {"id": number, "body": body, "intent": "card", "version": version} for number, body, version in rows
+    ]
 
 
 def test_http_rerun_sends_watermark_and_appends(json_server, recorded_sleeps, tmp_path, read_source):
@@ -218,7 +240,9 @@ def test_http_rerun_sends_watermark_and_appends(json_server, recorded_sleeps, tm
     assert batch.extra["watermark_after"] == "3"
 
 
-def test_http_server_ignoring_watermark_adds_no_duplicates(json_server, recorded_sleeps, tmp_path, read_source):
+def test_http_server_ignoring_watermark_adds_no_duplicates(
+    json_server, recorded_sleeps, tmp_path, read_source
+):
     records = api_records((1, "a", 1), (2, "b", 2))
     json_server.routes["/items"] = versioned_route(records, honour_since=False)
     read_source(http_source(json_server.url("/items")), snapshot_dir=tmp_path)
@@ -233,7 +257,11 @@ def test_http_server_ignoring_watermark_adds_no_duplicates(json_server, recorded
 
 def test_http_partial_read_keeps_old_watermark(json_server, recorded_sleeps, tmp_path, read_source):
     pages = {"1": api_records((1, "a", 5)), "2": "not json"}
-    json_server.routes["/paged"] = lambda query, headers: (200, {}, {"items": pages[query["page"]]} if query["page"] == "1" else pages["2"])
+    json_server.routes["/paged"] = lambda query, headers: (
+        200,
+        {},
+        {"items": pages[query["page"]]} if query["page"] == "1" else pages["2"],
+    )
     raw = http_source(json_server.url("/paged"), pagination={"type": "page"}, on_error="keep_partial")
 
     batch = read_source(raw, snapshot_dir=tmp_path)
@@ -246,7 +274,11 @@ def test_http_partial_read_keeps_old_watermark(json_server, recorded_sleeps, tmp
 
 def test_http_rejected_records_stay_in_quarantine(json_server, recorded_sleeps, tmp_path):
     records: list[Any] = [*api_records((1, "a", 1)), "stray"]
-    json_server.routes["/items"] = lambda query, headers: (200, {}, {"items": records if "since" not in query else api_records((2, "b", 2))})
+    json_server.routes["/items"] = lambda query, headers: (
+        200,
+        {},
+        {"items": records if "since" not in query else api_records((2, "b", 2))},
+    )
     configs = parse_sources([http_source(json_server.url("/items"))])
     acquire(configs, seed=0, snapshot_dir=tmp_path)
 

@@ -26,7 +26,9 @@ def find_secret(folder: Path, secret: str) -> list[str]:
             table = pq.read_table(path)
             metadata = b"".join(key + value for key, value in (table.schema.metadata or {}).items())
             cells = [str(cell) for cell in table.to_pandas().to_numpy().ravel().tolist()]
-            found = secret.encode() in metadata or any(secret in cell for cell in [*cells, *table.column_names])
+            found = secret.encode() in metadata or any(
+                secret in cell for cell in [*cells, *table.column_names]
+            )
         else:
             found = secret.encode() in path.read_bytes()
         if found:
@@ -75,12 +77,18 @@ def serve_pages(json_server) -> None:
         if query.get("page") == "2":
             return 200, {}, {"items": [{"id": 2, "body": "second", "version": 2}, "not a record"]}
         # The next link echoes the API key, as some APIs do.
-        return 200, {}, {"items": [{"id": 1, "body": "first", "version": 1}], "next": f"/items?page=2&api_key={TOKEN}"}
+        return (
+            200,
+            {},
+            {"items": [{"id": 1, "body": "first", "version": 1}], "next": f"/items?page=2&api_key={TOKEN}"},
+        )
 
     json_server.routes["/items"] = route
 
 
-def test_http_secret_stays_out_of_outputs_and_logs(json_server, recorded_sleeps, tmp_path, monkeypatch, caplog, capsys):
+def test_http_secret_stays_out_of_outputs_and_logs(
+    json_server, recorded_sleeps, tmp_path, monkeypatch, caplog, capsys
+):
     monkeypatch.setenv("PLANTED_TOKEN", TOKEN)
     serve_pages(json_server)
     caplog.set_level(logging.DEBUG)
@@ -96,13 +104,19 @@ def test_http_secret_stays_out_of_outputs_and_logs(json_server, recorded_sleeps,
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
     # urllib3 logs each request line at DEBUG; the reader's filter masks the key in it.
-    request_lines = [record.getMessage() for record in caplog.records if record.name == "urllib3.connectionpool"]
+    request_lines = [
+        record.getMessage() for record in caplog.records if record.name == "urllib3.connectionpool"
+    ]
     assert any("api_key=***" in line for line in request_lines)
 
 
 def test_http_secret_stays_out_of_errors(json_server, recorded_sleeps, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PLANTED_TOKEN", TOKEN)
-    json_server.routes["/items"] = lambda query, headers: (500, {}, {"error": f"upstream failed for key {TOKEN}"})
+    json_server.routes["/items"] = lambda query, headers: (
+        500,
+        {},
+        {"error": f"upstream failed for key {TOKEN}"},
+    )
     caplog.set_level(logging.DEBUG)
     sources = http_sources(json_server.url("/items"))
     sources[0]["retry"] = {"max_retries": 1}
@@ -131,7 +145,14 @@ def test_sql_password_stays_out_of_outputs_and_logs(postgres_server, tmp_path, m
     monkeypatch.setenv("PLANTED_TOKEN", TOKEN)
     caplog.set_level(logging.DEBUG)
     sources = [
-        {"name": "from-url-env", "type": "sql", "url_env": "PLANTED_URL", "query": "SELECT id, body FROM notes", "columns": {"text": "body"}, "watermark": "id"},
+        {
+            "name": "from-url-env",
+            "type": "sql",
+            "url_env": "PLANTED_URL",
+            "query": "SELECT id, body FROM notes",
+            "columns": {"text": "body"},
+            "watermark": "id",
+        },
         {
             "name": "from-password-env",
             "type": "sql",

@@ -43,7 +43,9 @@ def test_doc_covers_every_source_type():
 def create_tickets_db(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE tickets (id INTEGER, body TEXT, intent TEXT, status TEXT, updated_at TEXT)")
+        connection.execute(
+            "CREATE TABLE tickets (id INTEGER, body TEXT, intent TEXT, status TEXT, updated_at TEXT)"
+        )
         connection.executemany(
             "INSERT INTO tickets VALUES (?, ?, ?, ?, ?)",
             [
@@ -55,9 +57,19 @@ def create_tickets_db(path: Path) -> None:
 
 
 TICKETS = [
-    {"id": 1, "body": "my card has not arrived", "intent": "card_arrival", "updated_at": "2024-03-01T09:00:00Z"},
+    {
+        "id": 1,
+        "body": "my card has not arrived",
+        "intent": "card_arrival",
+        "updated_at": "2024-03-01T09:00:00Z",
+    },
     {"id": 2, "body": "please refund me", "intent": "refund", "updated_at": "2024-03-02T09:00:00Z"},
-    {"id": 3, "body": "I lost my card", "intent": "lost_or_stolen_card", "updated_at": "2024-03-03T09:00:00Z"},
+    {
+        "id": 3,
+        "body": "I lost my card",
+        "intent": "lost_or_stolen_card",
+        "updated_at": "2024-03-03T09:00:00Z",
+    },
 ]
 
 
@@ -106,7 +118,7 @@ def test_doc_example_runs(name, doc_workspace, json_server, recorded_sleeps):
     section = localised(EXAMPLES[name], json_server.base_url)
     configs = parse_sources(section["sources"])
 
-    table, quarantine, metrics = acquire(configs, seed=42, snapshot_dir=doc_workspace / "data" / "snapshots")
+    table, _, metrics = acquire(configs, seed=42, snapshot_dir=doc_workspace / "data" / "snapshots")
 
     assert len(table) > 0
     assert table["text"].notna().all()
@@ -143,7 +155,7 @@ def test_doc_postgres_example_runs(postgres_server, doc_workspace, monkeypatch):
 
 @pytest.mark.slow
 def test_doc_examples_run_in_dvc_repro(repo_copy, json_server):
-    """`dvc repro acquire` with every example but PostgreSQL in params.yaml, then a forced incremental rerun."""
+    """`dvc repro acquire` with every example but PostgreSQL, then a forced incremental rerun."""
     serve_tickets_api(json_server)
     create_tickets_db(repo_copy / "data" / "sources" / "tickets.sqlite")
     sources = [
@@ -158,7 +170,9 @@ def test_doc_examples_run_in_dvc_repro(repo_copy, json_server):
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     # Only the acquire stage, exactly as the repository declares it, so other stages cannot interfere.
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-    (repo_copy / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"acquire": pipeline["stages"]["acquire"]}}, sort_keys=False))
+    (repo_copy / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"acquire": pipeline["stages"]["acquire"]}}, sort_keys=False)
+    )
     env = dict(os.environ)
     env.update(
         {
@@ -170,7 +184,14 @@ def test_doc_examples_run_in_dvc_repro(repo_copy, json_server):
     )
 
     def dvc(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo_copy, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=repo_copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         output = done.stdout + done.stderr
         assert done.returncode == 0, output[-4000:]
         return output
@@ -181,11 +202,19 @@ def test_doc_examples_run_in_dvc_repro(repo_copy, json_server):
     dvc("repro", "acquire")
     rows = pq.read_table(repo_copy / "data" / "raw" / "rows.parquet").to_pandas()
     with sqlite3.connect(repo_copy / "data" / "sources" / "tickets.sqlite") as connection:
-        connection.execute("INSERT INTO tickets VALUES (4, 'card declined', 'card', 'closed', '2024-03-04T09:00:00Z')")
+        connection.execute(
+            "INSERT INTO tickets VALUES (4, 'card declined', 'card', 'closed', '2024-03-04T09:00:00Z')"
+        )
     dvc("repro", "--force", "acquire")
     rerun = pq.read_table(repo_copy / "data" / "raw" / "rows.parquet").to_pandas()
 
-    assert set(rows["source"]) == {"banking77-train", "tickets-db", "tickets-api", "banking77-hf-test", "card-templates"}
+    assert set(rows["source"]) == {
+        "banking77-train",
+        "tickets-db",
+        "tickets-api",
+        "banking77-hf-test",
+        "card-templates",
+    }
     assert len(rerun) == len(rows) + 1
     assert sorted((repo_copy / "data" / "snapshots").iterdir()) == [
         repo_copy / "data" / "snapshots" / "tickets-api.parquet",

@@ -24,7 +24,10 @@ def tickets_db(tmp_path: Path) -> Path:
     """A SQLite file with five tickets (one with a quote in its customer name)."""
     path = tmp_path / "tickets.sqlite"
     with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE tickets (id INTEGER, customer TEXT, body TEXT, intent TEXT, score REAL, updated_at TEXT)")
+        connection.execute(
+            "CREATE TABLE tickets "
+            "(id INTEGER, customer TEXT, body TEXT, intent TEXT, score REAL, updated_at TEXT)"
+        )
         connection.executemany(
             "INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?)",
             [
@@ -53,13 +56,22 @@ def sql_source(url: str, **overrides: Any) -> dict[str, Any]:
 def test_sqlite_rows_are_read_in_chunks(tickets_db, read_source):
     batch = read_source(sql_source(f"sqlite:///{tickets_db}", chunk_size=2))
 
-    assert batch.records["body"].tolist() == ["card not working", "refund please", "where is my card", "refund missing", "pin blocked"]
+    assert batch.records["body"].tolist() == [
+        "card not working",
+        "refund please",
+        "where is my card",
+        "refund missing",
+        "pin blocked",
+    ]
     assert batch.records["source_row"].tolist() == [1, 2, 3, 4, 5]
     assert batch.records["score"].iloc[0] == "1"
     assert batch.records["score"].iloc[1] == "0.5"
     assert pd.isna(batch.records["score"].iloc[2])
     assert batch.records["score"].iloc[3] == "2.25"
-    assert batch.records["source_query"].iloc[0] == "SELECT id, customer, body, intent, score FROM tickets ORDER BY id"
+    assert (
+        batch.records["source_query"].iloc[0]
+        == "SELECT id, customer, body, intent, score FROM tickets ORDER BY id"
+    )
     assert batch.location == f"sqlite:///{tickets_db}"
     assert batch.extra == {"rows_read": 5}
 
@@ -67,13 +79,17 @@ def test_sqlite_rows_are_read_in_chunks(tickets_db, read_source):
 def test_parameters_are_bound_not_formatted(tickets_db, read_source):
     query = "SELECT id, body, intent FROM tickets WHERE customer = :customer"
 
-    batch = read_source(sql_source(f"sqlite:///{tickets_db}", query=query, parameters={"customer": "O'Brien"}))
+    batch = read_source(
+        sql_source(f"sqlite:///{tickets_db}", query=query, parameters={"customer": "O'Brien"})
+    )
     assert batch.records["id"].tolist() == ["2"]
     assert batch.records["source_query"].iloc[0] == f'{query}\n-- parameters: {{"customer": "O\'Brien"}}'
 
     # An injection attempt is a plain value that matches no customer.
     with pytest.raises(InputDataError, match=r"the query returned no rows"):
-        read_source(sql_source(f"sqlite:///{tickets_db}", query=query, parameters={"customer": "x' OR '1'='1"}))
+        read_source(
+            sql_source(f"sqlite:///{tickets_db}", query=query, parameters={"customer": "x' OR '1'='1"})
+        )
 
 
 def test_acquire_maps_sql_columns_and_provenance(tickets_db):
@@ -99,7 +115,11 @@ def test_acquire_maps_sql_columns_and_provenance(tickets_db):
     ],
 )
 def test_parameter_mismatch_is_rejected(tickets_db, read_source, parameters, message):
-    raw = sql_source(f"sqlite:///{tickets_db}", query="SELECT * FROM tickets WHERE customer = :customer", parameters=parameters)
+    raw = sql_source(
+        f"sqlite:///{tickets_db}",
+        query="SELECT * FROM tickets WHERE customer = :customer",
+        parameters=parameters,
+    )
 
     with pytest.raises(ParamsError, match=message):
         read_source(raw)
@@ -108,27 +128,42 @@ def test_parameter_mismatch_is_rejected(tickets_db, read_source, parameters, mes
 def test_password_in_params_url_is_rejected(read_source):
     raw = sql_source(f"postgresql+psycopg://reader:{PASSWORD}@127.0.0.1:9/tickets")
 
-    with pytest.raises(ParamsError, match=r"`acquire.sources\[0\].url` contains a password.*password_env") as caught:
+    with pytest.raises(
+        ParamsError, match=r"`acquire.sources\[0\].url` contains a password.*password_env"
+    ) as caught:
         read_source(raw)
     assert PASSWORD not in str(caught.value)
 
 
 def test_location_hides_password_and_secret_options():
-    url = sa.make_url(f"postgresql+psycopg://reader:{PASSWORD}@db.internal:5432/tickets?sslpassword={PASSWORD}&application_name=acquire")
+    url = sa.make_url(
+        f"postgresql+psycopg://reader:{PASSWORD}@db.internal:5432/tickets?sslpassword={PASSWORD}&application_name=acquire"
+    )
 
     location = public_location(url)
 
     assert PASSWORD not in location
-    assert location == "postgresql+psycopg://reader:***@db.internal:5432/tickets?application_name=acquire&sslpassword=***"
+    assert (
+        location
+        == "postgresql+psycopg://reader:***@db.internal:5432/tickets?application_name=acquire&sslpassword=***"
+    )
 
 
-def test_url_env_is_read_and_invalid_url_not_echoed(tickets_db, read_source, monkeypatch):
+def test_url_env_is_read(tickets_db, read_source, monkeypatch):
     monkeypatch.setenv("TICKETS_URL", f"sqlite:///{tickets_db}")
-    batch = read_source(sql_source(None, url_env="TICKETS_URL"))
-    assert len(batch.records) == 5
 
+    batch = read_source(sql_source(None, url_env="TICKETS_URL"))
+
+    assert len(batch.records) == 5
+    assert batch.location == f"sqlite:///{tickets_db}"
+
+
+def test_invalid_url_env_is_not_echoed(read_source, monkeypatch):
     monkeypatch.setenv("TICKETS_URL", f"not a url {PASSWORD}")
-    with pytest.raises(InputDataError, match=r"environment variable TICKETS_URL is not a valid SQLAlchemy URL") as caught:
+
+    with pytest.raises(
+        InputDataError, match=r"environment variable TICKETS_URL is not a valid SQLAlchemy URL"
+    ) as caught:
         read_source(sql_source(None, url_env="TICKETS_URL"))
     assert PASSWORD not in str(caught.value)
 
@@ -136,7 +171,9 @@ def test_url_env_is_read_and_invalid_url_not_echoed(tickets_db, read_source, mon
 def test_missing_url_environment_variable_fails(read_source, monkeypatch):
     monkeypatch.delenv("TICKETS_URL", raising=False)
 
-    with pytest.raises(InputDataError, match=r"source `tickets-db`: environment variable TICKETS_URL .* is not set"):
+    with pytest.raises(
+        InputDataError, match=r"source `tickets-db`: environment variable TICKETS_URL .* is not set"
+    ):
         read_source(sql_source(None, url_env="TICKETS_URL"))
 
 
@@ -149,7 +186,9 @@ def test_missing_sqlite_file_fails(tmp_path, read_source):
 
 
 def test_query_error_names_the_query_key(tickets_db, read_source):
-    with pytest.raises(InputDataError, match=r"the query failed: no such table: ticket\. Check `acquire.sources\[0\].query`"):
+    with pytest.raises(
+        InputDataError, match=r"the query failed: no such table: ticket\. Check `acquire.sources\[0\].query`"
+    ):
         read_source(sql_source(f"sqlite:///{tickets_db}", query="SELECT * FROM ticket"))
 
 
@@ -160,7 +199,9 @@ def test_unknown_driver_is_rejected(read_source):
 
 def test_reserved_column_name_is_rejected(tickets_db, read_source):
     with pytest.raises(InputDataError, match=r"fields named \['source_row'\].*SELECT x AS other_name"):
-        read_source(sql_source(f"sqlite:///{tickets_db}", query="SELECT id AS source_row, body, intent FROM tickets"))
+        read_source(
+            sql_source(f"sqlite:///{tickets_db}", query="SELECT id AS source_row, body, intent FROM tickets")
+        )
 
 
 @pytest.mark.parametrize(
@@ -229,14 +270,18 @@ def test_postgres_reads_with_password_env(postgres_tickets, read_source, monkeyp
 def test_postgres_wrong_password_fails_without_echo(postgres_tickets, read_source, monkeypatch):
     monkeypatch.setenv("PG_PASSWORD", "not-" + PASSWORD)
 
-    with pytest.raises(InputDataError, match=r"could not connect to the database: .*password authentication failed") as caught:
+    with pytest.raises(
+        InputDataError, match=r"could not connect to the database: .*password authentication failed"
+    ) as caught:
         read_source(sql_source(postgres_tickets.url("reader", "tickets"), password_env="PG_PASSWORD"))
     assert PASSWORD not in str(caught.value)
 
 
 @pytest.mark.postgres
 def test_postgres_incremental_timestamp_watermark(postgres_tickets, read_source, monkeypatch, tmp_path):
-    monkeypatch.setenv("PG_URL", postgres_tickets.url("reader", "tickets").replace("reader@", f"reader:{PASSWORD}@"))
+    monkeypatch.setenv(
+        "PG_URL", postgres_tickets.url("reader", "tickets").replace("reader@", f"reader:{PASSWORD}@")
+    )
     raw = sql_source(
         None,
         url_env="PG_URL",
@@ -248,7 +293,8 @@ def test_postgres_incremental_timestamp_watermark(postgres_tickets, read_source,
     first = read_source(raw, snapshot_dir=tmp_path)
     postgres_tickets.psql(
         "INSERT INTO tickets VALUES (4, 'refund missing', 'refund', '2024-01-04 10:00+00');"
-        "UPDATE tickets SET body = 'card still not working', updated_at = '2024-01-05 10:00+00' WHERE id = 1;",
+        "UPDATE tickets SET body = 'card still not working', updated_at = '2024-01-05 10:00+00' "
+        "WHERE id = 1;",
         database="tickets",
     )
     second = read_source(raw, snapshot_dir=tmp_path)
@@ -264,13 +310,17 @@ def test_postgres_incremental_timestamp_watermark(postgres_tickets, read_source,
         "pin blocked",
         "refund missing",
     ]
-    assert dt.datetime.fromisoformat(second.extra["watermark_after"]) == dt.datetime(2024, 1, 5, 10, tzinfo=dt.timezone.utc)
+    assert dt.datetime.fromisoformat(second.extra["watermark_after"]) == dt.datetime(
+        2024, 1, 5, 10, tzinfo=dt.timezone.utc
+    )
     assert PASSWORD not in (tmp_path / "tickets-db.parquet").read_bytes().decode("latin-1")
 
 
 def test_sqlite_with_password_fails_without_echo(tickets_db, read_source, monkeypatch):
     monkeypatch.setenv("DB_PASSWORD", PASSWORD)
 
-    with pytest.raises(InputDataError, match=r"the database URL is invalid for its dialect \(Invalid SQLite URL") as caught:
+    with pytest.raises(
+        InputDataError, match=r"the database URL is invalid for its dialect \(Invalid SQLite URL"
+    ) as caught:
         read_source(sql_source(f"sqlite:///{tickets_db}", password_env="DB_PASSWORD"))
     assert PASSWORD not in str(caught.value)

@@ -35,9 +35,15 @@ def test_labels_alternate_and_slots_are_filled(read_source):
     assert batch.synthetic is True
     for text, template in zip(records["text"], records["source_query"], strict=True):
         assert "{" not in text
-        assert template in {"When will my {card} arrive?", "My {card} has not arrived after {days} days", "I want a refund for my {product}"}
+        assert template in {
+            "When will my {card} arrive?",
+            "My {card} has not arrived after {days} days",
+            "I want a refund for my {product}",
+        }
     refunds = records[records["label"] == "refund"]
-    assert all(text.removeprefix("I want a refund for my ") in {"phone", "lamp", "chair"} for text in refunds["text"])
+    assert all(
+        text.removeprefix("I want a refund for my ") in {"phone", "lamp", "chair"} for text in refunds["text"]
+    )
 
 
 def test_same_seed_same_rows(read_source):
@@ -51,19 +57,27 @@ def test_same_seed_same_rows(read_source):
 
 def test_text_and_target_templates_share_slots(read_source):
     templates = {"shipping": [{"text": "Where is my {product}?", "target": "Your {product} ships {when}."}]}
-    raw = synthetic_source(rows=3, templates=templates, slots={"product": ["lamp"], "when": ["today"]}, columns={"text": "text", "label": "label", "target": "target"})
+    raw = synthetic_source(
+        rows=3,
+        templates=templates,
+        slots={"product": ["lamp"], "when": ["today"]},
+        columns={"text": "text", "label": "label", "target": "target"},
+    )
 
     batch = read_source(raw)
 
     assert batch.records["text"].tolist() == ["Where is my lamp?"] * 3
     assert batch.records["target"].tolist() == ["Your lamp ships today."] * 3
-    assert json.loads(batch.records["source_query"].iloc[0]) == {"text": "Where is my {product}?", "target": "Your {product} ships {when}."}
+    assert json.loads(batch.records["source_query"].iloc[0]) == {
+        "text": "Where is my {product}?",
+        "target": "Your {product} ships {when}.",
+    }
 
 
 def test_acquire_marks_rows_synthetic(read_source):
     configs = parse_sources([synthetic_source(split="train")])
 
-    table, quarantine, metrics = acquire(configs, seed=1)
+    table, _, metrics = acquire(configs, seed=1)
 
     assert table["synthetic"].tolist() == [True] * 6
     assert set(table["source_type"]) == {"synthetic"}
@@ -85,7 +99,10 @@ def test_acquire_marks_rows_synthetic(read_source):
         ({"slots": {"card": [], "days": ["3"], "product": ["x"]}}, r"slot `card` has no values"),
         ({"rows": 0}, r"`acquire.sources\[0\].rows` is invalid"),
         ({"generator": "local_model"}, r"needs a `local_model` block"),
-        ({"local_model": {"path": "models/base_lm"}}, r"`local_model` only applies with `generator: local_model`"),
+        (
+            {"local_model": {"path": "models/base_lm"}},
+            r"`local_model` only applies with `generator: local_model`",
+        ),
     ],
 )
 def test_invalid_templates_are_rejected(overrides, message):
@@ -108,11 +125,29 @@ def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-causal-lm")
-    words = ["<pad>", "<s>", "</s>", "<unk>", "card", "refund", "my", "when", "will", "arrive", "i", "want", "a", "for", "phone"]
+    words = [
+        "<pad>",
+        "<s>",
+        "</s>",
+        "<unk>",
+        "card",
+        "refund",
+        "my",
+        "when",
+        "will",
+        "arrive",
+        "i",
+        "want",
+        "a",
+        "for",
+        "phone",
+    ]
     tokenizer_model = models.WordLevel({word: index for index, word in enumerate(words)}, unk_token="<unk>")
     backend = Tokenizer(tokenizer_model)
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -138,7 +173,13 @@ def test_local_model_writes_each_row(tiny_causal_lm, read_source):
     raw = synthetic_source(
         rows=4,
         generator="local_model",
-        local_model={"path": str(tiny_causal_lm), "max_new_tokens": 6, "temperature": 1.0, "device": "cpu", "batch_size": 2},
+        local_model={
+            "path": str(tiny_causal_lm),
+            "max_new_tokens": 6,
+            "temperature": 1.0,
+            "device": "cpu",
+            "batch_size": 2,
+        },
     )
 
     first = read_source(raw, seed=5)
@@ -147,7 +188,9 @@ def test_local_model_writes_each_row(tiny_causal_lm, read_source):
     records = first.records
     assert len(records) + len(first.rejected) == 4
     assert set(first.rejected["reason"]) <= {"empty_generation"}
-    assert all(prompt.startswith(("When will my", "My ", "I want a refund")) for prompt in records["source_query"])
+    assert all(
+        prompt.startswith(("When will my", "My ", "I want a refund")) for prompt in records["source_query"]
+    )
     assert records["text"].tolist() == second.records["text"].tolist()
     assert first.extra["generation"]["prompts"] == 4
     assert first.extra["generation"]["model"] == str(tiny_causal_lm)
