@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import InputDataError, ParamsError
 from stages.core.io import write_json, write_table
 from stages.core.params import StageConfig, parse_seed, parse_value, read_params
+from stages.core.quarantine import DETAIL as QUARANTINE_DETAIL
 from stages.core.quarantine import Quarantine
 
 logger = logging.getLogger(__name__)
@@ -87,14 +89,35 @@ def to_common_schema(
         if source_column is None:
             frame[common] = pd.Series(pd.NA, index=records.index, dtype="string")
             continue
+        if source_column not in records.columns and records.empty:
+            # Every record of the source was rejected, so no field names are known.
+            frame[common] = pd.Series(pd.NA, index=records.index, dtype="string")
+            continue
         if source_column not in records.columns:
+            fix = f"Set `{key}.{common}` to one of those columns."
+            # One column whose name contains a common delimiter: the file uses another delimiter.
+            separators = [mark for mark in (";", "\t", "|") if len(available) == 1 and mark in available[0]]
+            if config.type == "csv" and separators:
+                fix += (
+                    f" The header seems delimited by {separators[0]!r}: "
+                    f"set `acquire.sources[{index}].delimiter`."
+                )
             raise InputDataError(
                 batch.location,
                 f"column `{source_column}` (mapped to `{common}`) not found; columns are {available}",
-                f"Set `{key}.{common}` to one of those columns.",
+                fix,
                 field=source_column,
             )
-        frame[common] = _as_string(records[source_column])
+        try:
+            frame[common] = _as_string(records[source_column])
+        except _InvalidCellError as exc:
+            raise InputDataError(
+                batch.location,
+                exc.problem,
+                exc.fix,
+                row=int(records["source_row"].iloc[exc.position]),
+                field=source_column,
+            ) from None
 
     if config.split is not None:
         frame[S.SPLIT] = config.split
@@ -122,8 +145,21 @@ def _provenance(records: pd.DataFrame, column: str, batch_value: str | None) -> 
     return pd.Series(batch_value, index=records.index, dtype="string")
 
 
+class _InvalidCellError(ValueError):
+    """A value that cannot be turned into text; `position` is its 0-based position in the column."""
+
+    def __init__(self, position: int, problem: str, fix: str):
+        super().__init__(problem)
+        self.position = position
+        self.problem = problem
+        self.fix = fix
+
+
 def _as_string(values: pd.Series) -> pd.Series:
-    """Return values as nullable strings: numbers become their text, lists and dicts their JSON."""
+    """Return values as nullable strings: numbers become their text, lists and dicts their JSON.
+
+    Bytes are decoded as UTF-8; raises _InvalidCellError for bytes that are not UTF-8.
+    """
     if pd.api.types.is_string_dtype(values) and not pd.api.types.is_object_dtype(values):
         return values.astype("string")
 
@@ -132,15 +168,28 @@ def _as_string(values: pd.Series) -> pd.Series:
             return pd.NA
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
+        if isinstance(value, np.ndarray):
+            # Parquet list columns arrive as numpy arrays.
+            value = value.tolist()
         if isinstance(value, (list, dict)):
-            import json
-
-            return json.dumps(value, ensure_ascii=False, sort_keys=True)
+            return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
         if hasattr(value, "isoformat"):
             return value.isoformat()
         return str(value)
 
-    return pd.Series([convert(value) for value in values], index=values.index, dtype="string")
+    converted = []
+    for position, value in enumerate(values):
+        try:
+            converted.append(convert(value))
+        except UnicodeDecodeError as exc:
+            raise _InvalidCellError(
+                position,
+                f"binary value is not UTF-8 text (byte 0x{value[exc.start]:02x} at offset {exc.start})",
+                "Store the column as UTF-8 strings, or map another column.",
+            ) from None
+    return pd.Series(converted, index=values.index, dtype="string")
 
 
 def rejected_to_quarantine(batch: SourceBatch, config: SourceConfig) -> pd.DataFrame:
@@ -214,6 +263,20 @@ def acquire(
     return table, quarantine, metrics
 
 
+def _no_rows_problem(quarantine: Quarantine) -> tuple[str, str]:
+    """Return (problem, fix) for a run that kept no row, naming the first rejected record if there is one."""
+    if len(quarantine) == 0:
+        return "no rows were read from any source", "Check the sources in `acquire.sources`."
+    rejected = quarantine.frame()
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in quarantine.counts().items())
+    first = rejected.iloc[0]
+    return (
+        f"no rows were read: all {len(rejected)} records were rejected ({reasons}); "
+        f"the first is in {first[S.SOURCE_LOCATION]}: {first[QUARANTINE_DETAIL]}",
+        "Fix the rejected records in the source, or the source's settings in `acquire.sources`.",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", required=True, help="Parquet table of acquired rows")
@@ -236,11 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         snapshot_dir.mkdir(parents=True, exist_ok=True)
     table, quarantine, metrics = acquire(sources, seed, snapshot_dir)
     if table.empty:
-        raise InputDataError(
-            "acquire",
-            "no rows were read from any source",
-            "Check the sources in `acquire.sources` and the quarantine table.",
-        )
+        raise InputDataError("acquire", *_no_rows_problem(quarantine))
     write_table(table, args.out)
     write_table(quarantine.frame(S.ALL_COLUMNS), args.quarantine)
     write_json(metrics, args.metrics)

@@ -11,7 +11,6 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 from pydantic import Field, field_validator
@@ -23,7 +22,7 @@ from stages.core import schema as S
 from stages.core.classification import EvaluateConfig, prediction_table, time_single_predictions
 from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import InputDataError, ParamsError
-from stages.core.io import read_table, write_json, write_table
+from stages.core.io import atomic_dir, read_table, write_json, write_table
 from stages.core.params import StageConfig, TaskConfig, parse_section, parse_seed, read_params
 
 logger = logging.getLogger(__name__)
@@ -213,19 +212,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     models = fit_baselines(train, config, seed)
     tables = predict_baselines(models, test, latency_rows, seed)
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.parquet"):
-        if stale.stem not in tables:
-            stale.unlink()
     summary = {}
-    for name, table in tables.items():
-        write_table(table, out_dir / f"{name}.parquet")
-        summary[name] = {
-            "test_rows": len(table),
-            "test_accuracy": float((table["prediction"] == table[S.LABEL]).mean()),
-        }
-        logger.info("%s: test accuracy %.4f", name, summary[name]["test_accuracy"])
+    with atomic_dir(args.out_dir) as out_dir:
+        for name, table in tables.items():
+            write_table(table, out_dir / f"{name}.parquet")
+            summary[name] = {
+                "test_rows": len(table),
+                "test_accuracy": float((table["prediction"] == table[S.LABEL]).mean()),
+            }
+            logger.info("%s: test accuracy %.4f", name, summary[name]["test_accuracy"])
     write_json(
         {"baselines": summary, "train_rows": len(train), "labels": int(train[S.LABEL].nunique())},
         args.metrics,

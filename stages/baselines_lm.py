@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from stages.core import schema as S
 from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import InputDataError
-from stages.core.io import write_json, write_table
+from stages.core.io import atomic_dir, write_json, write_table
 from stages.core.local_lm import LocalLM, load_lm, parse_lm_config, resolve_lm_path
 from stages.core.params import parse_section, parse_seed, read_params
 from stages.generation.config import BaselinesConfig, DecodingConfig, PromptConfig
@@ -40,7 +40,8 @@ def few_shot_examples(train: pd.DataFrame, count: int, seed: int) -> list[tuple[
     if len(first_per_input) < count:
         raise InputDataError(
             "train split",
-            f"has {len(first_per_input)} distinct inputs, fewer than baselines_lm.few_shot_examples = {count}",
+            f"has {len(first_per_input)} distinct inputs, "
+            f"fewer than baselines_lm.few_shot_examples = {count}",
             "Lower `baselines_lm.few_shot_examples`.",
         )
     chosen = np.sort(np.random.default_rng(seed).choice(len(first_per_input), size=count, replace=False))
@@ -110,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     decoding = parse_section(params, "generation", DecodingConfig)
     config = parse_section(params, "baselines_lm", BaselinesConfig)
 
+    if decoding.threads:
+        torch.set_num_threads(decoding.threads)
     train = load_pairs(args.train, "train")
     inputs = select_inputs(
         group_references(load_pairs(args.test, "test"), args.test), decoding.test_inputs, seed
@@ -119,19 +122,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_prompt_style(prompt, lm.tokenizer, lm.name)
 
     tables, examples = run_baselines(lm, inputs, train, prompt, decoding, config, seed)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}
-    for name, table in tables.items():
-        write_table(table, out_dir / f"{name}.parquet")
-        scores[name] = score_system(table, inputs, name)
-        logger.info(
-            "%-10s BLEU %.2f  chrF %.2f  ROUGE-L %.2f",
-            name,
-            scores[name]["bleu"],
-            scores[name]["chrf"],
-            scores[name]["rouge_l"],
-        )
+    with atomic_dir(args.out_dir) as out_dir:
+        for name, table in tables.items():
+            write_table(table, out_dir / f"{name}.parquet")
+            scores[name] = score_system(table, inputs, name)
+            logger.info(
+                "%-10s BLEU %.2f  chrF %.2f  ROUGE-L %.2f",
+                name,
+                scores[name]["bleu"],
+                scores[name]["chrf"],
+                scores[name]["rouge_l"],
+            )
     write_json(
         {
             "test_inputs": len(inputs),

@@ -20,7 +20,7 @@ from stages.core.classification import (
 )
 from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import InputDataError, ParamsError
-from stages.core.io import atomic_path, read_table, write_json, write_table
+from stages.core.io import atomic_dir, read_table, write_json, write_table
 from stages.core.models import resolve_model
 from stages.core.params import ModelConfig, TaskConfig, parse_section, parse_seed, read_params
 from stages.core.tracking import log_evaluation_run
@@ -100,32 +100,34 @@ def summary_metrics(scores: dict[str, dict]) -> dict:
     return metrics
 
 
-def write_plots(scores: dict[str, dict], labels: list[str], folder: Path) -> None:
-    """Write the confusion matrix of each model and the per-class F1 table as DVC plot files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, score in scores.items():
-        matrix = np.asarray(score["confusion"])
-        rows = [
-            {"actual": labels[i], "predicted": labels[j]}
-            for i in range(len(labels))
-            for j in range(len(labels))
-            for _ in range(int(matrix[i, j]))
-        ]
-        with atomic_path(folder / f"confusion_{name}.csv") as tmp:
-            pd.DataFrame(rows, columns=["actual", "predicted"]).to_csv(tmp, index=False)
-    per_class = pd.DataFrame(
-        [
-            {"label": label, "model": name, "f1": round(score["per_class_f1"][label], 6)}
-            for name, score in scores.items()
-            for label in labels
-        ]
-    )
-    with atomic_path(folder / "per_class_f1.csv") as tmp:
-        per_class.to_csv(tmp, index=False)
-    # One file per model as well: DVC draws each file of a multi-file bar plot in its own panel.
-    for name, rows in per_class.groupby("model", sort=True):
-        with atomic_path(folder / f"per_class_f1_{name}.csv") as tmp:
-            rows[["label", "f1"]].to_csv(tmp, index=False)
+def write_plots(scores: dict[str, dict], labels: list[str], target: Path) -> None:
+    """Write the confusion matrix of each model and the per-class F1 table as DVC plot files.
+
+    The files go into a new folder that replaces `target` whole when every file is written.
+    """
+    with atomic_dir(target) as folder:
+        for name, score in scores.items():
+            matrix = np.asarray(score["confusion"])
+            rows = [
+                {"actual": labels[i], "predicted": labels[j]}
+                for i in range(len(labels))
+                for j in range(len(labels))
+                for _ in range(int(matrix[i, j]))
+            ]
+            pd.DataFrame(rows, columns=["actual", "predicted"]).to_csv(
+                folder / f"confusion_{name}.csv", index=False
+            )
+        per_class = pd.DataFrame(
+            [
+                {"label": label, "model": name, "f1": round(score["per_class_f1"][label], 6)}
+                for name, score in scores.items()
+                for label in labels
+            ]
+        )
+        per_class.to_csv(folder / "per_class_f1.csv", index=False)
+        # One file per model as well: DVC draws each file of a multi-file bar plot in its own panel.
+        for name, rows in per_class.groupby("model", sort=True):
+            rows[["label", "f1"]].to_csv(folder / f"per_class_f1_{name}.csv", index=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

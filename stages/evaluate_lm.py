@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
 from peft import PeftModel
 
 from stages.core import schema as S
@@ -88,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     decoding = parse_section(params, "generation", DecodingConfig)
     config = parse_section(params, "evaluate_lm", EvaluateConfig)
 
+    if decoding.threads:
+        torch.set_num_threads(decoding.threads)
     inputs = select_inputs(
         group_references(load_pairs(args.test, "test"), args.test), decoding.test_inputs, seed
     )

@@ -32,6 +32,7 @@ import yaml
 
 from stages.core.cli import run_stage
 from stages.core.errors import GateError, InputDataError, PipelineError
+from stages.core.schema import SPLIT_NAMES
 
 DEFAULT_TARGET = "split"
 MESSAGE_LINES = 25  # lines of a stage's error message printed in the summary
@@ -204,7 +205,8 @@ def describe_stage(stage: str, metrics: dict[str, Any]) -> str:
         parts.append(f"quarantined {quarantined}{detail}")
     sizes = metrics.get("sizes")
     if isinstance(sizes, dict) and sizes:
-        parts.append(", ".join(f"{name} {size}" for name, size in sizes.items()))
+        order = [name for name in SPLIT_NAMES if name in sizes] + sorted(set(sizes) - set(SPLIT_NAMES))
+        parts.append(", ".join(f"{name} {sizes[name]}" for name in order))
     leakage = metrics.get("leakage")
     if isinstance(leakage, dict) and "passed" in leakage:
         parts.append("leakage gate " + ("passed" if leakage["passed"] else "FAILED"))

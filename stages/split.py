@@ -14,16 +14,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from stages.baselines import BaselinesConfig
+from stages.baselines import TfidfConfig
 from stages.core import schema as S
 from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import GateError, InputDataError
 from stages.core.io import read_table, write_json, write_table
-from stages.core.params import TaskConfig, parse_section, parse_seed, read_params
+from stages.core.params import TaskConfig, parse_section, parse_seed, parse_value, read_params
 from stages.splitting.config import SplitConfig
 from stages.splitting.leakage import check_leakage, enforce_leakage_gate, gate_failures
 from stages.splitting.runner import SplitResult, split_rows
@@ -66,48 +65,25 @@ def write_folder(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> None:
             shutil.rmtree(old)
 
 
-def run_split(
-    frame: pd.DataFrame,
-    config: SplitConfig,
-    seed: int,
-    baselines: BaselinesConfig,
-    *,
-    task_type: str = "classification",
-    location: str = "rows",
-    suite: str | Path | None = None,
-) -> tuple[SplitResult, dict[str, Any]]:
-    """Split, check leakage, validate the tables against the suite and measure stability.
+def check_split(result: SplitResult, config: SplitConfig, suite: str | Path | None = None) -> None:
+    """Run the leakage checks and the expectation suite, recording both in `result.metrics`.
 
-    Raises GateError when a leakage limit or an expectation fails; the metrics gathered so far
-    are attached to the error as `metrics`.
+    Raises GateError when a leakage limit or an expectation fails; `result.metrics` then contains
+    the counts and examples for the metrics file.
     """
-    started = time.perf_counter()
-    result = split_rows(frame, config, seed, location)
-    metrics = result.metrics
-    metrics["task_type"] = task_type
-    logger.info("split assigned in %.1f s", time.perf_counter() - started)
-
     started = time.perf_counter()
     report = check_leakage(result.splits, config, time_order=config.strategy == "temporal")
     failures = gate_failures(report, config.leakage)
-    metrics["leakage"] = {
+    result.metrics["leakage"] = {
         "limits": config.leakage.model_dump(exclude={"examples"}),
         "pairs": report,
         "passed": not failures,
         "failures": failures,
     }
     logger.info("leakage checked in %.1f s", time.perf_counter() - started)
-    try:
-        enforce_leakage_gate(report, config.leakage)
-        if suite is not None:
-            metrics["expectations"] = validate_splits(result.splits, suite)
-    except GateError as exc:
-        exc.metrics = metrics
-        raise
-
-    has_labels = result.context.has_labels and task_type == "classification"
-    metrics["stability"] = measure_stability(result, config, seed, location, baselines, has_labels=has_labels)
-    return result, metrics
+    enforce_leakage_gate(report, config.leakage)
+    if suite is not None:
+        result.metrics["expectations"] = validate_splits(result.splits, suite)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -122,22 +98,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     seed = parse_seed(params)
     task = parse_section(params, "task", TaskConfig)
     config = parse_section(params, "split", SplitConfig)
-    baselines = parse_section(params, "baselines", BaselinesConfig)
+    # Only baselines.tfidf is read: the stability measurement fits the same TF-IDF baseline.
+    tfidf = parse_value((params.get("baselines") or {}).get("tfidf") or {}, "baselines.tfidf", TfidfConfig)
 
     frame = read_table(args.rows)
     if frame.empty:
-        raise InputDataError(args.rows, "the table has no rows", "Check the curate stage's quarantine and metrics.")
-    try:
-        result, metrics = run_split(
-            frame, config, seed, baselines, task_type=task.type, location=args.rows, suite=args.suite
+        raise InputDataError(
+            args.rows, "the table has no rows", "Check the curate stage's quarantine and metrics."
         )
-    except GateError as exc:
-        if getattr(exc, "metrics", None) is not None:
-            write_json(exc.metrics, args.metrics)
+    result = split_rows(frame, config, seed, args.rows)
+    result.metrics["task_type"] = task.type
+    try:
+        check_split(result, config, args.suite)
+    except GateError:
+        # The metrics file shows which checks failed, with examples; the split tables are not written.
+        write_json(result.metrics, args.metrics)
         raise
+    has_labels = result.context.has_labels and task.type == "classification"
+    result.metrics["stability"] = measure_stability(
+        result, config, seed, args.rows, tfidf, has_labels=has_labels
+    )
 
     write_folder(output_tables(result, list(frame.columns)), args.out_dir)
-    write_json(metrics, args.metrics)
+    write_json(result.metrics, args.metrics)
     logger.info("wrote %s and %s", args.out_dir, args.metrics)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +17,7 @@ from stages.baselines import load_labelled
 from stages.core import schema as S
 from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import ParamsError
-from stages.core.io import atomic_path, write_json
+from stages.core.io import atomic_dir, atomic_path, write_json
 from stages.core.models import resolve_model
 from stages.core.params import ModelConfig, StageConfig, TaskConfig, parse_section, parse_seed, read_params
 from stages.training.loop import LoopSettings, train_loop
@@ -180,14 +178,8 @@ def train_classifier(
 
 def save_adapter_folder(model, tokenizer, labels: list[str], info: dict, out: Path) -> None:
     """Write the adapter folder beside `out` and swap it into place when complete."""
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_adapter(model, tokenizer, labels, info, tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as folder:
+        save_adapter(model, tokenizer, labels, info, folder)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

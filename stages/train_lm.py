@@ -36,12 +36,16 @@ TRAINING_INFO_FILE = "training_info.json"
 def fingerprint_run(
     config: TrainConfig, prompt: PromptConfig, lm: LMConfig, seed: int, examples: Sequence[TrainingExample]
 ) -> str:
-    """Hash everything a checkpoint depends on: settings, seed and the exact token ids trained on."""
+    """Hash what a checkpoint depends on: settings (not the thread count), seed and the token ids."""
     token_parts = [
         ",".join(map(str, example.input_ids)) + "|" + str(example.prompt_tokens) for example in examples
     ]
     return S.sha256_hex(
-        config.model_dump_json(), prompt.model_dump_json(), lm.model_dump_json(), seed, *token_parts
+        config.model_dump_json(exclude={"threads"}),
+        prompt.model_dump_json(),
+        lm.model_dump_json(),
+        seed,
+        *token_parts,
     )
 
 
@@ -91,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.train, "the train split has no rows", "Check the split stage's metrics and quarantine."
         )
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
     device = pick_device(config.device)
     path = resolve_lm_path(lm_config.name, args.base_lm)

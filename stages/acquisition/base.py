@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,3 +108,38 @@ def rejected_frame(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source_row", "raw", "reason", "detail"]).astype(
         {"source_row": "int64", "raw": "string", "reason": "string", "detail": "string"}
     )
+
+
+# Reason code of a record whose strings hold a lone UTF-16 surrogate (a JSON escape such as \ud800 without
+# its pair): such text cannot be encoded as UTF-8, so it cannot be stored in Parquet.
+INVALID_UNICODE = "invalid_unicode"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_field(value: Any, path: str = "") -> str | None:
+    """Return the dotted path of the first string or key in parsed JSON with a lone surrogate, else None.
+
+    The path of the value itself is "", for a record that is one string. Paired surrogates never reach
+    here: JSON decoding joins them into one character.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return name
+            found = lone_surrogate_field(item, name)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for position, item in enumerate(value):
+            found = lone_surrogate_field(item, f"{path}.{position}" if path else str(position))
+            if found is not None:
+                return found
+    return None

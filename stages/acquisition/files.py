@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,13 +15,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from stages.acquisition.base import ReadContext, SourceBatch, SourceConfig, register, rejected_frame
+from stages.acquisition.base import (
+    INVALID_UNICODE,
+    ReadContext,
+    SourceBatch,
+    SourceConfig,
+    lone_surrogate_field,
+    register,
+    rejected_frame,
+)
 from stages.core.errors import InputDataError
 
 # Fields above this size are kept (curate's length rule quarantines them) instead of failing the read.
 MAX_FIELD_BYTES = 64 * 1024 * 1024
 # Raw text of a rejected record kept in quarantine, in characters.
 RAW_PREVIEW_CHARS = 2000
+# JSON Lines records end at \n, \r\n or \r only. str.splitlines() also splits at U+2028, U+0085 and
+# other characters that JSON strings may contain unescaped.
+JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
+# A \u escape of a UTF-16 surrogate (D800 to DFFF); only lines with one need the slower Unicode check.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class FileSourceConfig(SourceConfig):
@@ -186,7 +200,7 @@ def read_jsonl(config: JsonlSourceConfig, index: int, context: ReadContext | Non
     objects: list[dict] = []
     lines: list[int] = []
     rejected: list[tuple[int, str, str, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(JSONL_LINE_END.split(text), start=1):
         if not line.strip():
             continue
         try:
@@ -211,6 +225,18 @@ def read_jsonl(config: JsonlSourceConfig, index: int, context: ReadContext | Non
                 )
             )
             continue
+        invalid_field = lone_surrogate_field(value) if SURROGATE_ESCAPE.search(line) else None
+        if invalid_field is not None:
+            rejected.append(
+                (
+                    number,
+                    line[:RAW_PREVIEW_CHARS],
+                    INVALID_UNICODE,
+                    f"line {number}, field `{invalid_field}`: a \\u escape encodes a lone surrogate, "
+                    "which is not valid Unicode text",
+                )
+            )
+            continue
         objects.append(value)
         lines.append(number)
 
@@ -229,11 +255,14 @@ def read_parquet(config: ParquetSourceConfig, index: int, context: ReadContext |
     key = f"acquire.sources[{index}]"
     file = _existing_file(config.path, key)
     try:
-        frame = pq.read_table(file).to_pandas()
+        _check_unique_columns(config.path, pq.read_schema(file).names)
+        table = pq.read_table(file)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputDataError(
             config.path, f"not a readable Parquet file ({exc})", f"Check `{key}.path` and `{key}.type`."
         ) from None
+    _check_utf8_columns(config.path, table)
+    frame = table.to_pandas()
     if frame.empty:
         raise InputDataError(
             config.path, "file has no rows", f"Add rows, or remove `{key}` from params.yaml."
@@ -241,3 +270,45 @@ def read_parquet(config: ParquetSourceConfig, index: int, context: ReadContext |
     frame = frame.reset_index(drop=True)
     frame["source_row"] = pd.Series(range(1, len(frame) + 1), dtype="int64")
     return SourceBatch(records=frame, location=config.path)
+
+
+def _check_unique_columns(path: str, names: list[str]) -> None:
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise InputDataError(
+            path,
+            f"duplicate column names {duplicates}",
+            "Rewrite the file so that each column name is unique.",
+            field=duplicates[0],
+        )
+
+
+def _check_utf8_columns(path: str, table: pa.Table) -> None:
+    """Raise InputDataError for the first string value that is not valid UTF-8."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            row = _first_invalid_utf8_row(column)
+            raise InputDataError(
+                path,
+                "a string value is not valid UTF-8",
+                "Rewrite the file with UTF-8 strings (the writer stored bytes of another encoding).",
+                row=row,
+                field=name,
+            ) from None
+
+
+def _first_invalid_utf8_row(column: pa.ChunkedArray) -> int | None:
+    """Return the 1-based row of the first value of a string column that is not valid UTF-8."""
+    binary = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    for position, value in enumerate(binary.to_pylist(), start=1):
+        if value is None:
+            continue
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return position
+    return None

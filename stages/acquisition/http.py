@@ -32,7 +32,7 @@ import requests
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from stages.acquisition.base import ReadContext, SourceBatch, register
+from stages.acquisition.base import INVALID_UNICODE, ReadContext, SourceBatch, lone_surrogate_field, register
 from stages.acquisition.incremental import IncrementalSourceConfig, finish_read, open_snapshot, watermark_text
 from stages.acquisition.live import RecordCollector, dotted_get
 from stages.acquisition.secrets import ENV_NAME_PATTERN, read_env_secret, redact, redacted_library_logs
@@ -581,7 +581,17 @@ def _collect_page(config: HttpSourceConfig, collector: RecordCollector, items: l
     objects: list[dict[str, Any]] = []
     object_positions: list[int] = []
     for position, item in zip(positions, items, strict=True):
-        if isinstance(item, dict):
+        invalid_field = lone_surrogate_field(item)
+        if invalid_field is not None:
+            where = f"record {position}, field `{invalid_field}`" if invalid_field else f"record {position}"
+            collector.add_rejected(
+                position,
+                json.dumps(item),
+                INVALID_UNICODE,
+                f"{where}: a \\u escape encodes a lone surrogate, which is not valid Unicode text",
+                query,
+            )
+        elif isinstance(item, dict):
             objects.append(item)
             object_positions.append(position)
         else:

@@ -30,14 +30,14 @@ class FewShotConfig(StageConfig):
     k: int = Field(default=5, ge=1, le=50)
     prompts_per_class: int = Field(default=2, ge=1)
     # New examples each prompt requests, the {n} of the template.
-    examples_per_prompt: int = Field(default=5, ge=1, le=50)
+    examples_per_prompt: int = Field(default=4, ge=1, le=50)
     template: str = DEFAULT_TEMPLATE
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     # How a label is written into the prompt: "humanize" turns card_arrival into "card arrival".
     label_display: Literal["humanize", "raw"] = "humanize"
-    temperature: float = Field(default=0.9, ge=0, le=5)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_new_tokens: int = Field(default=160, ge=8, le=4096)
+    temperature: float = Field(default=0.7, ge=0, le=5)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    max_new_tokens: int = Field(default=120, ge=8, le=4096)
     repetition_penalty: float = Field(default=1.1, gt=0)
     batch_size: int = Field(default=8, ge=1)
     device: str = "auto"

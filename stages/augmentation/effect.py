@@ -78,7 +78,7 @@ def run_effect(
     seed: int,
     fit_predict: FitPredict,
     make_generators: Callable[[AugmentConfig, int, bool], Generators],
-    normalise: Callable[[str], str],
+    normalise: Callable[[pd.Series], pd.Series],
 ) -> dict[str, Any]:
     """Compare a classifier trained on `shots_per_class` rows per class with one trained on those
     rows plus what augmentation adds to them; both are scored on the full test split.

@@ -16,6 +16,7 @@ import pandas as pd
 from stages.augmentation.config import FiltersConfig, LabelCheckConfig, NearDuplicateConfig
 from stages.baselines import build_tfidf_classifier
 from stages.core import schema as S
+from stages.curation.strings import matching_keys
 from stages.splitting.config import SimilarityConfig
 from stages.splitting.similarity import near_duplicate_pairs, normalise_text, shingles
 
@@ -61,12 +62,13 @@ class ExistingRows:
         # Validation and test first, so a text equal to rows of several splits is reported as a leak.
         for split in sorted(splits, key=lambda name: (name == "train", name)):
             frame = splits[split]
-            for row_id, text in zip(frame[S.ROW_ID].astype(str), frame[S.TEXT], strict=True):
-                normalised = normalise_text(text)
-                self.exact.setdefault(normalised, len(self.row_ids))
+            keys = matching_keys(frame[S.TEXT])
+            for row_id, text, key in zip(frame[S.ROW_ID].astype(str), frame[S.TEXT], keys, strict=True):
+                if key:
+                    self.exact.setdefault(key, len(self.row_ids))
                 self.splits.append(split)
                 self.row_ids.append(row_id)
-                self.sets.append(shingles(normalised, config.shingle, config.shingle_size))
+                self.sets.append(shingles(normalise_text(text), config.shingle, config.shingle_size))
 
     def similarity_config(self, threshold: float) -> SimilarityConfig:
         return SimilarityConfig(
@@ -93,10 +95,10 @@ class ExistingRows:
         return best
 
     def exact_rejections(self, texts: Sequence[str]) -> list[Rejection]:
-        """Reject texts whose normalised form equals an existing row's, one reason per split."""
+        """Reject texts whose matching key (the curate stage's) equals an existing row's, one reason per split."""
         by_split: dict[str, Rejection] = {}
-        for position, text in enumerate(texts):
-            match = self.exact.get(normalise_text(text))
+        for position, key in enumerate(matching_keys(pd.Series(list(texts), dtype="string"))):
+            match = self.exact.get(key) if key else None
             if match is None:
                 continue
             split = self.splits[match]
@@ -136,9 +138,9 @@ def within_new_rejections(texts: Sequence[str], config: NearDuplicateConfig) -> 
     near = Rejection("near_duplicate_of_new_row", [], [])
     seen: dict[str, int] = {}
     unique: list[int] = []
-    for position, text in enumerate(texts):
-        key = normalise_text(text)
-        if key in seen:
+    keys = matching_keys(pd.Series(list(texts), dtype="string")).tolist()
+    for position, key in enumerate(keys):
+        if key and key in seen:
             exact.positions.append(position)
             exact.details.append(f"same text as new row at position {seen[key]}")
         else:

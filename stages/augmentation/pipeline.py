@@ -227,7 +227,7 @@ def edit_candidates(
 
 
 def candidate_frame(
-    candidates: Sequence[Candidate], train: pd.DataFrame, normalise: Callable[[str], str]
+    candidates: Sequence[Candidate], train: pd.DataFrame, normalise: Callable[[pd.Series], pd.Series]
 ) -> pd.DataFrame:
     """Turn candidates into rows of the common schema with lineage columns and stable row ids.
 
@@ -244,11 +244,10 @@ def candidate_frame(
     for candidate in candidates:
         ordinal = position_in_method.get(candidate.method, 0)
         position_in_method[candidate.method] = ordinal + 1
-        text = normalise(candidate.text) if candidate.pre_reason is None else candidate.text
         records.append(
             {
-                S.ROW_ID: S.sha256_hex("augment", candidate.method, candidate.prompt_hash, ordinal, text)[:20],
-                S.TEXT: text,
+                S.ROW_ID: ordinal,
+                S.TEXT: candidate.text,
                 S.LABEL: candidate.label,
                 S.TARGET: pd.NA,
                 S.TIMESTAMP: _latest(parents, candidate.parent_ids) if has_timestamp else pd.NA,
@@ -268,6 +267,19 @@ def candidate_frame(
             }
         )
     frame = pd.DataFrame.from_records(records, columns=[*S.ALL_COLUMNS, *LINEAGE_COLUMNS])
+    ordinals = frame[S.ROW_ID].tolist()
+    # Candidates rejected before filtering keep their raw text, so the quarantine shows what came out.
+    to_normalise = np.array([candidate.pre_reason is None for candidate in candidates], dtype=bool)
+    if to_normalise.any():
+        texts = frame[S.TEXT].astype("string")
+        texts[to_normalise] = normalise(texts[to_normalise]).fillna("").to_numpy()
+        frame[S.TEXT] = texts
+    frame[S.ROW_ID] = [
+        S.sha256_hex("augment", method, prompt, ordinal, text)[:20]
+        for method, prompt, ordinal, text in zip(
+            frame[AUGMENT_METHOD], frame[PROMPT_HASH], ordinals, frame[S.TEXT], strict=True
+        )
+    ]
     for column in frame.columns:
         if column == S.SOURCE_ROW:
             frame[column] = frame[column].astype("int64")
@@ -301,7 +313,7 @@ def augment_train(
     config: AugmentConfig,
     seed: int,
     generators: Generators,
-    normalise: Callable[[str], str],
+    normalise: Callable[[pd.Series], pd.Series],
 ) -> AugmentResult:
     """Add filtered synthetic rows to the train rows; every rejected candidate goes to quarantine.
 

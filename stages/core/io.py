@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,34 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a new empty folder beside `target`; when the block succeeds it replaces `target` whole.
+
+    A stage killed half-way leaves the old folder (or none) at `target`, never a partial one, and no
+    file of an earlier run survives in the new folder.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    previous = None
+    try:
+        yield staging
+        # mkdtemp creates the folder for its owner only; outputs are readable like any other file.
+        staging.chmod(0o755)
+        if target.exists():
+            previous = staging.with_suffix(".old")
+            os.replace(target, previous)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+        if previous is not None and previous.is_dir():
+            shutil.rmtree(previous)
+        elif previous is not None and previous.exists():
+            previous.unlink()
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

@@ -32,8 +32,12 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
             data = yaml.safe_load(handle)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputDataError(str(path), f"invalid YAML{line}: {exc}", "Fix the YAML syntax.") from exc
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        # One line: PyYAML's own message repeats the file name and spans several lines.
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise InputDataError(str(path), f"invalid YAML{where}: {detail}", "Fix the YAML syntax.") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -60,8 +64,13 @@ def parse_value(raw: Any, key: str, model: type[ConfigT]) -> ConfigT:
 def params_error_from(exc: ValidationError, prefix: str, raw: Any) -> ParamsError:
     """Build one ParamsError from the first problem pydantic found."""
     first = exc.errors()[0]
-    location = [str(part) for part in first["loc"]]
-    key = ".".join([prefix, *location]) if prefix else ".".join(location)
+    key = prefix
+    for part in first["loc"]:
+        # List positions read as `sources[0]`, the form the stages use in their own messages.
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key = f"{key}.{part}" if key else str(part)
     value = first.get("input", raw)
     kind = first["type"]
     if kind == "extra_forbidden":

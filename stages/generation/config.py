@@ -49,6 +49,9 @@ class DecodingConfig(StageConfig):
     # Test inputs generated one at a time to time single-request latency; 0 skips it.
     latency_inputs: int = Field(default=4, ge=0)
     device: str = "auto"
+    # CPU threads for torch; 0 keeps torch's default (one per core). Fewer threads than cores can be
+    # faster when other processes share the CPU.
+    threads: int = Field(default=0, ge=0)
 
 
 class BaselinesConfig(StageConfig):
@@ -89,6 +92,8 @@ class TrainConfig(StageConfig):
     # Autocast on CUDA: "auto" (bf16 where supported, else fp16), "bf16", "fp16" or "no"; CPU runs float32.
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
     device: str = "auto"
+    # CPU threads for torch; 0 keeps torch's default (one per core).
+    threads: int = Field(default=0, ge=0)
 
 
 class ForgettingConfig(StageConfig):

@@ -59,7 +59,10 @@ def build_examples(
             examples.append(build_training_example(prompt_ids, completion_ids, max_length))
         except ValueError as exc:
             raise InputDataError(
-                location, str(exc), "Raise `train_lm.max_length` or shorten the prompt template.", field=S.TEXT
+                location,
+                str(exc),
+                "Raise `train_lm.max_length` or shorten the prompt template.",
+                field=S.TEXT,
             ) from None
     truncated = sum(example.truncated for example in examples)
     if truncated:

@@ -2,9 +2,9 @@
 
 The allocation works in two passes:
 
-1. Groups of more than one row are taken in a seeded random order; each goes to the bucket where
-   it reduces the squared gap between assigned and target rows per class the most (targets are
-   class size x bucket ratio). The random order keeps group size independent of the bucket.
+1. Groups of more than one row are taken in a seeded random order. Each goes to the bucket where
+   it most reduces the summed squared gap between assigned and target rows per class, where a
+   target is class size x bucket ratio. The random order keeps group size independent of the bucket.
 2. Rows that are groups of one fill the remaining gap class by class: the rows of a class are
    shuffled and cut into counts that are the floor or the ceiling of their exact share, the extra
    rows going to the buckets that earlier classes left shortest. The bucket totals stay within a
@@ -38,10 +38,12 @@ class Allocation:
     within_one_row_per_class: bool
 
 
-def allocate(strata: np.ndarray, groups: np.ndarray, ratios: Sequence[float], rng: np.random.Generator) -> Allocation:
+def allocate(
+    strata: np.ndarray, groups: np.ndarray, ratios: Sequence[float], rng: np.random.Generator
+) -> Allocation:
     """Assign each row to a bucket with the given ratios; rows of one group share a bucket.
 
-    `strata` holds one class code per row (all equal for an unstratified split) and `groups`
+    `strata` contains one class code per row (all equal for an unstratified split) and `groups`
     one group code per row. Buckets with ratio 0 receive no rows.
     """
     size = len(strata)
@@ -163,7 +165,11 @@ def assign_buckets(
         local_strata = strata[positions]
         needed = minimum_class_rows(ratios)
         codes, sizes = np.unique(local_strata, return_counts=True)
-        rare = {str(strata_names[code]): int(rows) for code, rows in zip(codes, sizes, strict=True) if rows < needed}
+        rare = {
+            str(strata_names[code]): int(rows)
+            for code, rows in zip(codes, sizes, strict=True)
+            if rows < needed
+        }
         details["rare_class_policy"] = policy
         details["minimum_class_rows"] = needed
         details["rare_classes"] = dict(sorted(rare.items()))
@@ -172,8 +178,8 @@ def assign_buckets(
             if policy == "error":
                 raise InputDataError(
                     location,
-                    f"class {name!r} has {rows} rows, fewer than the {needed} that `{ratio_key}` needs to put "
-                    f"one row in every split ({len(rare)} classes are that small: {sorted(rare)[:10]})",
+                    f"class {name!r} has {rows} rows, fewer than the {needed} that `{ratio_key}` needs to "
+                    f"put one row in every split ({len(rare)} classes are that small: {sorted(rare)[:10]})",
                     "Set `split.rare_class_policy` to train_only or quarantine, add rows of that class, "
                     f"or change `{ratio_key}`.",
                     field="label",

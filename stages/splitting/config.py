@@ -10,8 +10,6 @@ from pydantic import Field, field_validator, model_validator
 
 from stages.core.params import StageConfig
 
-STRATEGIES = ("predefined", "holdout", "stratified", "temporal", "kfold")
-
 
 class Ratios(StageConfig):
     """Shares of the rows that go to train, validation and test; they must sum to 1."""
@@ -57,7 +55,9 @@ class TemporalConfig(StageConfig):
     def _both_or_neither(self) -> TemporalConfig:
         if (self.validation_start is None) != (self.test_start is None):
             raise ValueError("set both validation_start and test_start, or neither to cut by ratios")
-        if self.validation_start is not None and parse_cut(self.validation_start) > parse_cut(self.test_start):
+        if self.validation_start is not None and parse_cut(self.validation_start) > parse_cut(
+            self.test_start
+        ):
             raise ValueError("validation_start must not be later than test_start")
         return self
 
@@ -90,7 +90,9 @@ class KfoldConfig(StageConfig):
     @model_validator(mode="after")
     def _fold_in_range(self) -> KfoldConfig:
         if self.validation_fold >= self.folds:
-            raise ValueError(f"validation_fold must be below folds ({self.folds}), got {self.validation_fold}")
+            raise ValueError(
+                f"validation_fold must be below folds ({self.folds}), got {self.validation_fold}"
+            )
         return self
 
 
@@ -134,6 +136,15 @@ class StabilityConfig(StageConfig):
     enabled: bool = True
     seeds: int = Field(default=5, ge=2, le=100)
     bootstrap: int = Field(default=200, ge=0, le=10000)
+    # Processes for the re-split and fold fits, as joblib counts them: -1 uses every core.
+    n_jobs: int = Field(default=-1, ge=-1)
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (every core) or a positive number of processes")
+        return value
 
 
 class SplitConfig(StageConfig):

@@ -86,16 +86,26 @@ def _exact_and_near(
         "pairs": len(pairs),
         "threshold": similarity.threshold,
         "examples": [
-            {**example(position, match), "jaccard": round(score, 4)} for position, (score, match) in ranked[:limit]
+            {**example(position, match), "jaccard": round(score, 4)}
+            for position, (score, match) in ranked[:limit]
         ],
     }
     return exact, near
 
 
-def _groups(earlier: pd.DataFrame, later: pd.DataFrame, names: tuple[str, str], config: SplitConfig) -> dict[str, Any]:
+def _groups(
+    earlier: pd.DataFrame, later: pd.DataFrame, names: tuple[str, str], config: SplitConfig
+) -> dict[str, Any]:
     column = config.group_column
     if column not in earlier.columns or column not in later.columns:
-        return {"rows": 0, "rate": 0.0, "groups": 0, "column": column, "examples": [], "skipped": "no group column"}
+        return {
+            "rows": 0,
+            "rate": 0.0,
+            "groups": 0,
+            "column": column,
+            "examples": [],
+            "skipped": "no group column",
+        }
     earlier_values = group_values(earlier, column, "split")
     later_values = group_values(later, column, "split")
     shared = set(earlier_values.dropna()) & set(later_values.dropna())
@@ -110,7 +120,13 @@ def _groups(earlier: pd.DataFrame, later: pd.DataFrame, names: tuple[str, str], 
                 f"{second}_rows": int((later_values == value).sum()),
             }
         )
-    return {"rows": rows, "rate": _rate(rows, len(later)), "groups": len(shared), "column": column, "examples": examples}
+    return {
+        "rows": rows,
+        "rate": _rate(rows, len(later)),
+        "groups": len(shared),
+        "column": column,
+        "examples": examples,
+    }
 
 
 def _times(frame: pd.DataFrame, fmt: str) -> pd.Series:
@@ -120,7 +136,9 @@ def _times(frame: pd.DataFrame, fmt: str) -> pd.Series:
     return pd.to_datetime(raw.astype("string").str.strip(), utc=True, errors="coerce", format=fmt)
 
 
-def _time_order(earlier: pd.DataFrame, later: pd.DataFrame, names: tuple[str, str], config: SplitConfig) -> dict[str, Any]:
+def _time_order(
+    earlier: pd.DataFrame, later: pd.DataFrame, names: tuple[str, str], config: SplitConfig
+) -> dict[str, Any]:
     fmt = config.temporal.timestamp_format
     earlier_times = _times(earlier, fmt)
     later_times = _times(later, fmt)
@@ -146,7 +164,9 @@ def _time_order(earlier: pd.DataFrame, later: pd.DataFrame, names: tuple[str, st
     }
 
 
-def check_leakage(splits: dict[str, pd.DataFrame], config: SplitConfig, *, time_order: bool) -> dict[str, Any]:
+def check_leakage(
+    splits: dict[str, pd.DataFrame], config: SplitConfig, *, time_order: bool
+) -> dict[str, Any]:
     """Run every check on every pair of non-empty splits and return the counts, rates and examples."""
     report: dict[str, Any] = {}
     for first, second in PAIRS:

@@ -149,7 +149,9 @@ def summarise(
         }
         for name, missing in metrics["labels_missing_from_train"].items():
             if missing:
-                logger.warning("%d labels of the %s split are not in train: %s", len(missing), name, missing[:10])
+                logger.warning(
+                    "%d labels of the %s split are not in train: %s", len(missing), name, missing[:10]
+                )
         if folds is not None:
             metrics["per_fold_class"] = {
                 str(fold): _class_counts(part) for fold, part in folds.groupby(FOLD, sort=True)

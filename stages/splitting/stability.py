@@ -6,6 +6,7 @@ The baseline is the baselines stage's TF-IDF + logistic regression pipeline buil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -13,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
-from stages.baselines import BaselinesConfig, MajorityClassifier, build_tfidf_classifier
+from stages.baselines import MajorityClassifier, TfidfConfig, build_tfidf_classifier
 from stages.core import schema as S
 from stages.splitting.config import SplitConfig
 from stages.splitting.groups import Groups
@@ -53,7 +56,7 @@ def _scores(truth: Sequence[str], predictions: Sequence[str]) -> dict[str, float
     }
 
 
-def fit_tfidf(train: pd.DataFrame, baselines: BaselinesConfig, seed: int) -> Pipeline:
+def fit_tfidf(train: pd.DataFrame, tfidf: TfidfConfig, seed: int) -> Pipeline:
     """Fit the baselines stage's TF-IDF pipeline on the labelled train rows.
 
     NOTE: a final LogisticRegression using lbfgs is switched to newton-cg, which minimises the same
@@ -63,7 +66,7 @@ def fit_tfidf(train: pd.DataFrame, baselines: BaselinesConfig, seed: int) -> Pip
     """
     train = _labelled(train)
     started = time.perf_counter()
-    model = build_tfidf_classifier(baselines.tfidf, seed)
+    model = build_tfidf_classifier(tfidf, seed)
     step, estimator = model.steps[-1]
     if isinstance(estimator, LogisticRegression) and estimator.solver == "lbfgs":
         model.set_params(**{f"{step}__solver": "newton-cg"})
@@ -72,18 +75,31 @@ def fit_tfidf(train: pd.DataFrame, baselines: BaselinesConfig, seed: int) -> Pip
     return model
 
 
-def _fit_and_score(train: pd.DataFrame, test: pd.DataFrame, baselines: BaselinesConfig, seed: int) -> tuple[dict[str, float], np.ndarray]:
+def _fit_and_score(
+    train: pd.DataFrame, test: pd.DataFrame, tfidf: TfidfConfig, seed: int
+) -> tuple[dict[str, float], np.ndarray]:
     test = _labelled(test)
-    model = fit_tfidf(train, baselines, seed)
+    model = fit_tfidf(train, tfidf, seed)
     predictions = np.asarray(model.predict(test[S.TEXT].astype(str).tolist()), dtype=object)
     return _scores(test[S.LABEL].astype(str).tolist(), predictions), predictions
 
 
-def bootstrap_scores(truth: Sequence[str], predictions: Sequence[str], resamples: int, seed: int) -> dict[str, Any]:
-    """Resample the test rows with replacement and return the spread of accuracy and macro-F1.
+def macro_f1_from_codes(true_codes: np.ndarray, predicted_codes: np.ndarray, labels: int) -> float:
+    """Return macro-F1 over the labels present in the truth or the predictions, as scikit-learn does.
 
-    Macro-F1 averages over the labels present in a resample's truth or predictions, as scikit-learn does.
+    Per label F1 = 2 TP / (true count + predicted count), which equals 2PR / (P + R).
     """
+    correct = true_codes == predicted_codes
+    true_positive = np.bincount(true_codes[correct], minlength=labels)
+    support = np.bincount(true_codes, minlength=labels) + np.bincount(predicted_codes, minlength=labels)
+    present = support > 0
+    return float((2.0 * true_positive[present] / support[present]).mean())
+
+
+def bootstrap_scores(
+    truth: Sequence[str], predictions: Sequence[str], resamples: int, seed: int
+) -> dict[str, Any]:
+    """Resample the test rows with replacement and return the spread of accuracy and macro-F1."""
     codes, _ = pd.factorize(pd.Series(list(truth) + list(predictions), dtype="string"))
     size = len(truth)
     true_codes, predicted_codes = codes[:size], codes[size:]
@@ -93,16 +109,15 @@ def bootstrap_scores(truth: Sequence[str], predictions: Sequence[str], resamples
     for _ in range(resamples):
         sample = rng.integers(0, size, size)
         true_sample, predicted_sample = true_codes[sample], predicted_codes[sample]
-        correct = true_sample == predicted_sample
-        true_positive = np.bincount(true_sample[correct], minlength=labels)
-        support = np.bincount(true_sample, minlength=labels) + np.bincount(predicted_sample, minlength=labels)
-        present = support > 0
-        macro_f1s.append(float((2.0 * true_positive[present] / support[present]).mean()))
-        accuracies.append(float(correct.mean()))
+        accuracies.append(float((true_sample == predicted_sample).mean()))
+        macro_f1s.append(macro_f1_from_codes(true_sample, predicted_sample, labels))
     result: dict[str, Any] = {"resamples": resamples, "test_rows": size}
     for name, values in (("test_accuracy", accuracies), ("test_macro_f1", macro_f1s)):
         summary = summarise(values)
-        summary["ci95"] = [round(float(np.percentile(values, 2.5)), 6), round(float(np.percentile(values, 97.5)), 6)]
+        summary["ci95"] = [
+            round(float(np.percentile(values, 2.5)), 6),
+            round(float(np.percentile(values, 97.5)), 6),
+        ]
         result[name] = summary
     return result
 
@@ -115,38 +130,87 @@ def _is_deterministic(config: SplitConfig, assignment: Assignment) -> str | None
     return None
 
 
+def _parallel(n_jobs: int) -> Parallel:
+    return Parallel(n_jobs=n_jobs, backend="loky")
+
+
+def _thread_limit(n_jobs: int) -> threadpool_limits | contextlib.nullcontext:
+    # Parallel fits each get one BLAS/OpenMP thread, so the processes do not oversubscribe the cores.
+    return contextlib.nullcontext() if n_jobs == 1 else threadpool_limits(1)
+
+
+def _resplit_run(
+    frame: pd.DataFrame,
+    groups: Groups,
+    config: SplitConfig,
+    split_seed: int,
+    seed: int,
+    location: str,
+    tfidf: TfidfConfig,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    with _thread_limit(config.stability.n_jobs):
+        context, assignment, _ = assign_splits(frame, config, split_seed, location, groups)
+        train = context.frame[(assignment.split == "train").fillna(False).to_numpy()]
+        test = context.frame[(assignment.split == "test").fillna(False).to_numpy()]
+        scores, predictions = _fit_and_score(train, test, tfidf, seed)
+    record = {
+        "seed": split_seed,
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "test_accuracy": round(scores["accuracy"], 6),
+        "test_macro_f1": round(scores["macro_f1"], 6),
+    }
+    return record, _labelled(test)[S.LABEL].astype(str).to_numpy(), predictions
+
+
 def resplit_scores(
-    frame: pd.DataFrame, groups: Groups, config: SplitConfig, seed: int, location: str, baselines: BaselinesConfig
+    frame: pd.DataFrame, groups: Groups, config: SplitConfig, seed: int, location: str, tfidf: TfidfConfig
 ) -> tuple[list[dict[str, Any]], tuple[np.ndarray, np.ndarray]]:
     """Re-split with seeds seed, seed+1, ... and score the baseline on each test split.
 
     Returns the per-seed scores and the (truth, predictions) of the first seed, whose split is
-    the one the stage writes.
+    the one the stage writes. Runs go to `split.stability.n_jobs` processes; the results do not
+    depend on that number.
     """
-    runs = []
-    first: tuple[np.ndarray, np.ndarray] | None = None
-    for offset in range(config.stability.seeds):
-        split_seed = seed + offset
-        context, assignment, _ = assign_splits(frame, config, split_seed, location, groups)
-        train = context.frame[(assignment.split == "train").fillna(False).to_numpy()]
-        test = context.frame[(assignment.split == "test").fillna(False).to_numpy()]
-        scores, predictions = _fit_and_score(train, test, baselines, seed)
-        runs.append(
-            {
-                "seed": split_seed,
-                "train_rows": len(train),
-                "test_rows": len(test),
-                "test_accuracy": round(scores["accuracy"], 6),
-                "test_macro_f1": round(scores["macro_f1"], 6),
-            }
+    seeds = [seed + offset for offset in range(config.stability.seeds)]
+    runs = _parallel(config.stability.n_jobs)(
+        delayed(_resplit_run)(frame, groups, config, split_seed, seed, location, tfidf)
+        for split_seed in seeds
+    )
+    _, truth, predictions = runs[0]
+    return [record for record, _, _ in runs], (truth, predictions)
+
+
+def _fold_run(
+    folds: pd.DataFrame, test: pd.DataFrame, fold: int, tfidf: TfidfConfig, seed: int, n_jobs: int
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    train = _labelled(folds[folds[FOLD] != fold])
+    validation = _labelled(folds[folds[FOLD] == fold])
+    texts = validation[S.TEXT].astype(str).tolist()
+    truth = validation[S.LABEL].astype(str).tolist()
+    test_texts = test[S.TEXT].astype(str).tolist()
+    test_truth = test[S.LABEL].astype(str).tolist()
+    record: dict[str, Any] = {"fold": fold, "train_rows": len(train), "validation_rows": len(validation)}
+    tfidf_predictions = None
+    with _thread_limit(n_jobs):
+        majority = MajorityClassifier().fit(
+            train[S.TEXT].astype(str).tolist(), train[S.LABEL].astype(str).tolist()
         )
-        if first is None:
-            first = (_labelled(test)[S.LABEL].astype(str).to_numpy(), predictions)
-    return runs, first
+        classifier = fit_tfidf(train, tfidf, seed)
+        for name, model in (("majority", majority), ("tfidf", classifier)):
+            scores = _scores(truth, model.predict(texts))
+            record[name] = {f"validation_{key}": round(value, 6) for key, value in scores.items()}
+            if test_texts:
+                predictions = np.asarray(model.predict(test_texts), dtype=object)
+                scores = _scores(test_truth, predictions)
+                record[name].update({f"test_{key}": round(value, 6) for key, value in scores.items()})
+                if name == "tfidf":
+                    tfidf_predictions = predictions
+    return record, tfidf_predictions
 
 
 def cross_validate(
-    folds: pd.DataFrame, test: pd.DataFrame, config: SplitConfig, baselines: BaselinesConfig, seed: int
+    folds: pd.DataFrame, test: pd.DataFrame, config: SplitConfig, tfidf: TfidfConfig, seed: int
 ) -> dict[str, Any]:
     """Train the majority and TF-IDF baselines on each fold's train part and score its validation fold.
 
@@ -155,34 +219,25 @@ def cross_validate(
     train rows.
     """
     test = _labelled(test)
-    test_texts = test[S.TEXT].astype(str).tolist()
-    test_truth = test[S.LABEL].astype(str).tolist()
-    per_fold = []
-    kept_predictions = None
-    for fold in range(config.kfold.folds):
-        train = _labelled(folds[folds[FOLD] != fold])
-        validation = _labelled(folds[folds[FOLD] == fold])
-        texts = validation[S.TEXT].astype(str).tolist()
-        truth = validation[S.LABEL].astype(str).tolist()
-        record: dict[str, Any] = {"fold": fold, "train_rows": len(train), "validation_rows": len(validation)}
-        majority = MajorityClassifier().fit(train[S.TEXT].astype(str).tolist(), train[S.LABEL].astype(str).tolist())
-        tfidf = fit_tfidf(train, baselines, seed)
-        for name, model in (("majority", majority), ("tfidf", tfidf)):
-            scores = {f"validation_{key}": round(value, 6) for key, value in _scores(truth, model.predict(texts)).items()}
-            if test_texts:
-                predictions = np.asarray(model.predict(test_texts), dtype=object)
-                scores.update({f"test_{key}": round(value, 6) for key, value in _scores(test_truth, predictions).items()})
-                if name == "tfidf" and fold == config.kfold.validation_fold:
-                    kept_predictions = predictions
-            record[name] = scores
-        per_fold.append(record)
-        logger.info("fold %d: TF-IDF validation macro-F1 %.4f", fold, record["tfidf"]["validation_macro_f1"])
+    n_jobs = config.stability.n_jobs
+    runs = _parallel(n_jobs)(
+        delayed(_fold_run)(folds, test, fold, tfidf, seed, n_jobs) for fold in range(config.kfold.folds)
+    )
+    per_fold = [record for record, _ in runs]
+    for record in per_fold:
+        logger.info(
+            "fold %d: TF-IDF validation macro-F1 %.4f", record["fold"], record["tfidf"]["validation_macro_f1"]
+        )
 
     result: dict[str, Any] = {"folds": config.kfold.folds, "per_fold": per_fold}
     for name in ("majority", "tfidf"):
         metrics = sorted(per_fold[0][name])
-        result[name] = {metric: summarise([record[name][metric] for record in per_fold]) for metric in metrics}
+        result[name] = {
+            metric: summarise([record[name][metric] for record in per_fold]) for metric in metrics
+        }
+    kept_predictions = runs[config.kfold.validation_fold][1]
     if kept_predictions is not None and config.stability.bootstrap:
+        test_truth = test[S.LABEL].astype(str).tolist()
         result["bootstrap"] = bootstrap_scores(test_truth, kept_predictions, config.stability.bootstrap, seed)
     return result
 
@@ -192,7 +247,7 @@ def measure_stability(
     config: SplitConfig,
     seed: int,
     location: str,
-    baselines: BaselinesConfig,
+    tfidf: TfidfConfig,
     *,
     has_labels: bool,
 ) -> dict[str, Any]:
@@ -205,19 +260,26 @@ def measure_stability(
     if not config.stability.enabled:
         return {"enabled": False}
     if not has_labels:
-        return {"enabled": True, "skipped": "the TF-IDF baseline needs class labels, and column `label` is empty"}
+        return {
+            "enabled": True,
+            "skipped": "the TF-IDF baseline needs class labels, and column `label` is empty",
+        }
     started = time.perf_counter()
     splits = result.splits
     stability: dict[str, Any]
 
     if result.folds is not None:
-        stability = {"enabled": True, "method": "folds", **cross_validate(result.folds, splits["test"], config, baselines, seed)}
+        stability = {
+            "enabled": True,
+            "method": "folds",
+            **cross_validate(result.folds, splits["test"], config, tfidf, seed),
+        }
     elif splits["test"].empty or _labelled(splits["train"])[S.LABEL].nunique() < 2:
         stability = {"enabled": True, "skipped": "needs a test split and at least two labels in train"}
     else:
         reason = _is_deterministic(config, result.assignment)
         if reason:
-            scores, predictions = _fit_and_score(splits["train"], splits["test"], baselines, seed)
+            scores, predictions = _fit_and_score(splits["train"], splits["test"], tfidf, seed)
             truth = _labelled(splits["test"])[S.LABEL].astype(str).to_numpy()
             stability = {
                 "enabled": True,
@@ -227,7 +289,9 @@ def measure_stability(
                 "test_macro_f1": round(scores["macro_f1"], 6),
             }
         else:
-            runs, (truth, predictions) = resplit_scores(result.context.frame, result.groups, config, seed, location, baselines)
+            runs, (truth, predictions) = resplit_scores(
+                result.context.frame, result.groups, config, seed, location, tfidf
+            )
             stability = {
                 "enabled": True,
                 "method": "resplits",

@@ -35,7 +35,9 @@ class SplitContext:
     strata_names: list[str] = field(default_factory=list)
 
     @classmethod
-    def build(cls, frame: pd.DataFrame, groups: np.ndarray, config: SplitConfig, location: str) -> SplitContext:
+    def build(
+        cls, frame: pd.DataFrame, groups: np.ndarray, config: SplitConfig, location: str
+    ) -> SplitContext:
         frame = frame.reset_index(drop=True)
         context = cls(frame=frame, groups=groups, config=config, location=location)
         if S.LABEL in frame.columns and frame[S.LABEL].notna().any():
@@ -88,7 +90,11 @@ def _rng(seed: int, purpose: str) -> np.random.Generator:
 
 
 def _apply_buckets(
-    assignment: Assignment, positions: np.ndarray, result: BucketResult, names: list[str], context: SplitContext
+    assignment: Assignment,
+    positions: np.ndarray,
+    result: BucketResult,
+    names: list[str],
+    context: SplitContext,
 ) -> None:
     for index, name in enumerate(names):
         assignment.split.iloc[positions[result.buckets == index]] = name
@@ -96,20 +102,30 @@ def _apply_buckets(
     _quarantine_rare(assignment, positions[result.quarantined], result, context)
 
 
-def _quarantine_rare(assignment: Assignment, rows: np.ndarray, result: BucketResult, context: SplitContext) -> None:
+def _quarantine_rare(
+    assignment: Assignment, rows: np.ndarray, result: BucketResult, context: SplitContext
+) -> None:
     if not len(rows):
         return
     rare = result.details.get("rare_classes", {})
     labels = context.frame[S.LABEL].iloc[rows].astype("string").fillna(NO_LABEL)
     detail = labels.map(
-        lambda label: f"class {label!r} has {rare.get(label, 0)} rows, fewer than "
-        f"{result.details.get('minimum_class_rows')} needed for one row in every split"
+        lambda label: (
+            f"class {label!r} has {rare.get(label, 0)} rows, fewer than "
+            f"{result.details.get('minimum_class_rows')} needed for one row in every split"
+        )
     )
     assignment.quarantine(rows, "rare_class", detail)
 
 
 def _bucket_rows(
-    context: SplitContext, positions: np.ndarray, ratios: tuple[float, ...], rng: np.random.Generator, *, stratify: bool, ratio_key: str
+    context: SplitContext,
+    positions: np.ndarray,
+    ratios: tuple[float, ...],
+    rng: np.random.Generator,
+    *,
+    stratify: bool,
+    ratio_key: str,
 ) -> BucketResult:
     return assign_buckets(
         positions,
@@ -128,7 +144,14 @@ def split_holdout(context: SplitContext, seed: int) -> Assignment:
     """Random train/validation/test by `split.ratios`, groups whole."""
     assignment = Assignment.empty(len(context))
     positions = np.arange(len(context))
-    result = _bucket_rows(context, positions, context.config.ratios.as_tuple(), _rng(seed, "holdout"), stratify=False, ratio_key="split.ratios")
+    result = _bucket_rows(
+        context,
+        positions,
+        context.config.ratios.as_tuple(),
+        _rng(seed, "holdout"),
+        stratify=False,
+        ratio_key="split.ratios",
+    )
     _apply_buckets(assignment, positions, result, list(S.SPLIT_NAMES), context)
     assignment.details = result.details
     return assignment
@@ -146,7 +169,14 @@ def split_stratified(context: SplitContext, seed: int) -> Assignment:
         )
     assignment = Assignment.empty(len(context))
     positions = np.arange(len(context))
-    result = _bucket_rows(context, positions, context.config.ratios.as_tuple(), _rng(seed, "stratified"), stratify=True, ratio_key="split.ratios")
+    result = _bucket_rows(
+        context,
+        positions,
+        context.config.ratios.as_tuple(),
+        _rng(seed, "stratified"),
+        stratify=True,
+        ratio_key="split.ratios",
+    )
     _apply_buckets(assignment, positions, result, list(S.SPLIT_NAMES), context)
     assignment.details = result.details
     return assignment
@@ -198,7 +228,14 @@ def split_predefined(context: SplitContext, seed: int) -> Assignment:
     if counts.get(VALIDATION, 0) == 0:
         positions = np.flatnonzero((source == TRAIN).to_numpy())
         size = context.config.validation_size
-        result = _bucket_rows(context, positions, (1.0 - size, size), _rng(seed, "predefined-validation"), stratify=context.has_labels, ratio_key="split.validation_size")
+        result = _bucket_rows(
+            context,
+            positions,
+            (1.0 - size, size),
+            _rng(seed, "predefined-validation"),
+            stratify=context.has_labels,
+            ratio_key="split.validation_size",
+        )
         _apply_buckets(assignment, positions, result, [TRAIN, VALIDATION], context)
         details["validation_carved_from_train"] = True
         details["carve"] = result.details
@@ -220,7 +257,12 @@ def parse_timestamps(context: SplitContext) -> tuple[pd.Series, np.ndarray, np.n
         "or choose another `split.strategy`."
     )
     if S.TIMESTAMP not in frame.columns:
-        raise InputDataError(context.location, "column `timestamp` is missing, so the temporal strategy has no time to order by", fix, field=S.TIMESTAMP)
+        raise InputDataError(
+            context.location,
+            "column `timestamp` is missing, so the temporal strategy has no time to order by",
+            fix,
+            field=S.TIMESTAMP,
+        )
     raw = frame[S.TIMESTAMP]
     if pd.api.types.is_datetime64_any_dtype(raw):
         times = pd.to_datetime(raw, utc=True)
@@ -234,7 +276,8 @@ def parse_timestamps(context: SplitContext) -> tuple[pd.Series, np.ndarray, np.n
     if missing.all():
         raise InputDataError(
             context.location,
-            f"column `timestamp` is empty in all {len(frame)} rows, so the temporal strategy has no time to order by",
+            f"column `timestamp` is empty in all {len(frame)} rows, "
+            "so the temporal strategy has no time to order by",
             fix,
             field=S.TIMESTAMP,
         )
@@ -265,14 +308,18 @@ def split_temporal(context: SplitContext, seed: int) -> Assignment:
     times, missing, unparseable = parse_timestamps(context)
     fmt = config.timestamp_format
     assignment.quarantine(
-        np.flatnonzero(missing), "missing_timestamp", "empty `timestamp`; the temporal strategy needs a time for every row"
+        np.flatnonzero(missing),
+        "missing_timestamp",
+        "empty `timestamp`; the temporal strategy needs a time for every row",
     )
     bad = np.flatnonzero(unparseable)
     raw = context.frame[S.TIMESTAMP].astype("string").iloc[bad]
     detail = raw.map(lambda value: f"timestamp {value!r} does not parse with format {fmt!r}")
     assignment.quarantine(bad, "unparseable_timestamp", detail)
     if len(bad):
-        logger.warning("temporal: %d rows have timestamps that do not parse with %r (quarantined)", len(bad), fmt)
+        logger.warning(
+            "temporal: %d rows have timestamps that do not parse with %r (quarantined)", len(bad), fmt
+        )
 
     kept = np.flatnonzero(~missing & ~unparseable)
     kept_times = pd.DatetimeIndex(times.iloc[kept])
@@ -283,7 +330,10 @@ def split_temporal(context: SplitContext, seed: int) -> Assignment:
     cuts = config.cuts()
     if cuts is None:
         group_bucket = _cut_groups_by_ratio(group_time.asi8, group_rows, config.ratios.as_tuple())
-        starts = [group_time[group_bucket == bucket].min() if (group_bucket == bucket).any() else None for bucket in (1, 2)]
+        starts = [
+            group_time[group_bucket == bucket].min() if (group_bucket == bucket).any() else None
+            for bucket in (1, 2)
+        ]
         details: dict[str, Any] = {"cut": "ratios"}
     else:
         validation_start, test_start = cuts
@@ -309,8 +359,8 @@ def split_temporal(context: SplitContext, seed: int) -> Assignment:
         starts_text = [starts[bucket - 1].isoformat() for bucket in row_bucket[spanning]]
         detail = pd.Series(
             [
-                f"row at {stamp.isoformat()} is older than the start of the {name} split ({start}), where the "
-                "rest of its group is"
+                f"row at {stamp.isoformat()} is older than the start of the {name} split ({start}), "
+                "where the rest of its group is"
                 for stamp, name, start in zip(kept_times[spanning], names, starts_text, strict=True)
             ]
         )
@@ -328,9 +378,11 @@ def split_temporal(context: SplitContext, seed: int) -> Assignment:
     return assignment
 
 
-def _cut_groups_by_ratio(group_time: np.ndarray, group_rows: np.ndarray, ratios: tuple[float, ...]) -> np.ndarray:
-    # Groups in time order (ties by first appearance); a group goes to the split that holds the
-    # middle of its rows on the cumulative row axis.
+def _cut_groups_by_ratio(
+    group_time: np.ndarray, group_rows: np.ndarray, ratios: tuple[float, ...]
+) -> np.ndarray:
+    # Groups are taken in time order, ties by first appearance. Each goes to the split that contains
+    # the middle of its rows on the cumulative row axis.
     order = np.lexsort((np.arange(len(group_time)), group_time))
     before = np.concatenate([[0], np.cumsum(group_rows[order])[:-1]])
     middle = before + group_rows[order] / 2.0
@@ -358,7 +410,9 @@ def _check_date_cuts(
             )
 
 
-def _select_kfold_test(context: SplitContext, seed: int, assignment: Assignment) -> tuple[np.ndarray, dict[str, Any]]:
+def _select_kfold_test(
+    context: SplitContext, seed: int, assignment: Assignment
+) -> tuple[np.ndarray, dict[str, Any]]:
     config = context.config.kfold
     size = len(context)
     mode = config.test
@@ -379,7 +433,14 @@ def _select_kfold_test(context: SplitContext, seed: int, assignment: Assignment)
         test = (source == TEST).to_numpy()
     elif mode == "holdout":
         positions = np.arange(size)
-        result = _bucket_rows(context, positions, (1.0 - config.test_size, config.test_size), _rng(seed, "kfold-test"), stratify=context.has_labels, ratio_key="split.kfold.test_size")
+        result = _bucket_rows(
+            context,
+            positions,
+            (1.0 - config.test_size, config.test_size),
+            _rng(seed, "kfold-test"),
+            stratify=context.has_labels,
+            ratio_key="split.kfold.test_size",
+        )
         test = np.zeros(size, dtype=bool)
         test[positions[result.buckets == 1]] = True
         _quarantine_rare(assignment, positions[result.quarantined], result, context)
@@ -393,7 +454,7 @@ def _select_kfold_test(context: SplitContext, seed: int, assignment: Assignment)
 def split_kfold(context: SplitContext, seed: int) -> Assignment:
     """K folds over the non-test rows, stratified when labels exist; one fold is the validation split.
 
-    Each row gets a fold id; train.parquet holds every fold but `split.kfold.validation_fold`, which is
+    Each row gets a fold id; train.parquet contains every fold but `split.kfold.validation_fold`, which is
     validation.parquet. Rows of rare classes under train_only get fold -1: they are train rows in
     every fold. Test rows (predefined, a held-out carve, or none) have no fold.
     """
@@ -405,7 +466,14 @@ def split_kfold(context: SplitContext, seed: int) -> Assignment:
     available = ~test & assignment.reason.isna().to_numpy()
     positions = np.flatnonzero(available)
     ratios = tuple([1.0 / config.folds] * config.folds)
-    result = _bucket_rows(context, positions, ratios, _rng(seed, "kfold-folds"), stratify=context.has_labels, ratio_key="split.kfold.folds")
+    result = _bucket_rows(
+        context,
+        positions,
+        ratios,
+        _rng(seed, "kfold-folds"),
+        stratify=context.has_labels,
+        ratio_key="split.kfold.folds",
+    )
     allocated = result.buckets >= 0
     fold.iloc[positions[allocated]] = result.buckets[allocated]
     fold.iloc[positions[result.forced_train]] = ALWAYS_TRAIN_FOLD

@@ -38,7 +38,13 @@ def run_baselines(folder: Path, frames, lm_folder: Path, **sections) -> Path:
         "seed": 3,
         "task": {"type": "generation"},
         "lm": {"name": str(lm_folder)},
-        "generation": {"test_inputs": 3, "max_new_tokens": 6, "batch_size": 2, "latency_inputs": 1, "device": "cpu"},
+        "generation": {
+            "test_inputs": 3,
+            "max_new_tokens": 6,
+            "batch_size": 2,
+            "latency_inputs": 1,
+            "device": "cpu",
+        },
         "baselines_lm": {"few_shot_examples": 2},
         **sections,
     }
@@ -72,7 +78,9 @@ def test_every_baseline_writes_table_for_same_inputs(tmp_path, frames, lm_folder
 
 
 def test_template_baseline_realises_each_input(tmp_path, frames, lm_folder):
-    out = run_baselines(tmp_path, frames, lm_folder, baselines_lm={"zero_shot": False, "few_shot_examples": 0})
+    out = run_baselines(
+        tmp_path, frames, lm_folder, baselines_lm={"zero_shot": False, "few_shot_examples": 0}
+    )
     assert sorted(path.stem for path in out.glob("*.parquet")) == ["template"]
     table = read_table(out / "template.parquet")
     assert table[PREDICTION].iloc[0] == "Blue Spice is a coffee shop in the city centre."
@@ -84,7 +92,9 @@ def test_metrics_list_scores_and_demonstrations(tmp_path, frames, lm_folder):
     assert metrics["test_inputs"] == 3
     assert set(metrics["systems"]) == {"few_shot", "template", "zero_shot"}
     for scores in metrics["systems"].values():
-        assert {"bleu", "chrf", "rouge_l", "latency_ms_per_example", "generated_tokens_per_second"} <= set(scores)
+        assert {"bleu", "chrf", "rouge_l", "latency_ms_per_example", "generated_tokens_per_second"} <= set(
+            scores
+        )
     demonstrations = metrics["few_shot_examples"]
     assert len(demonstrations) == 2
     assert len({example["text"] for example in demonstrations}) == 2
@@ -100,12 +110,16 @@ def test_greedy_outputs_repeat_across_runs(tmp_path, frames, lm_folder):
 
 
 def test_more_demonstrations_than_train_inputs_raises(tmp_path, frames, lm_folder):
-    with pytest.raises(InputDataError, match=r"5 distinct inputs, fewer than baselines_lm.few_shot_examples = 9"):
+    with pytest.raises(
+        InputDataError, match=r"5 distinct inputs, fewer than baselines_lm.few_shot_examples = 9"
+    ):
         run_baselines(tmp_path, frames, lm_folder, baselines_lm={"few_shot_examples": 9})
 
 
 def test_template_on_non_mr_input_names_the_setting(tmp_path, frames, lm_folder):
     broken = dict(frames)
     broken["test"] = frames["test"].assign(text="just a sentence")
-    with pytest.raises(InputDataError, match=r"is not a meaning representation.*baselines_lm.template: false"):
+    with pytest.raises(
+        InputDataError, match=r"is not a meaning representation.*baselines_lm.template: false"
+    ):
         run_baselines(tmp_path, broken, lm_folder)

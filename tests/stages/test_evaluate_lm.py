@@ -59,11 +59,28 @@ def write_params(paths: dict, **evaluate) -> None:
         "seed": 5,
         "task": {"type": "generation"},
         "lm": {"name": str(paths["lm"])},
-        "generation": {"test_inputs": 2, "max_new_tokens": 6, "batch_size": 2, "latency_inputs": 1, "device": "cpu"},
+        "generation": {
+            "test_inputs": 2,
+            "max_new_tokens": 6,
+            "batch_size": 2,
+            "latency_inputs": 1,
+            "device": "cpu",
+        },
         "baselines_lm": {"few_shot_examples": 1},
-        "train_lm": {"lora": {"r": 4, "alpha": 8}, "epochs": 1, "batch_size": 4, "max_length": 96, "device": "cpu"},
+        "train_lm": {
+            "lora": {"r": 4, "alpha": 8},
+            "epochs": 1,
+            "batch_size": 4,
+            "max_length": 96,
+            "device": "cpu",
+        },
         "evaluate_lm": {
-            "forgetting": {"max_lines": 6, "max_tokens": 400, "max_length": 48, "max_relative_increase": 10.0},
+            "forgetting": {
+                "max_lines": 6,
+                "max_tokens": 400,
+                "max_length": 48,
+                "max_relative_increase": 10.0,
+            },
             "log_to_mlflow": False,
             **evaluate,
         },
@@ -146,7 +163,10 @@ def test_forgetting_gate_fails_after_writing_metrics(workspace, tmp_path):
     generator = torch.Generator().manual_seed(0)
     noisy = {name: torch.randn(value.shape, generator=generator) * 3.0 for name, value in weights.items()}
     save_file(noisy, damaged / "adapter_model.safetensors")
-    write_params(workspace, forgetting={"max_lines": 6, "max_tokens": 400, "max_length": 48, "max_relative_increase": 0.05})
+    write_params(
+        workspace,
+        forgetting={"max_lines": 6, "max_tokens": 400, "max_length": 48, "max_relative_increase": 0.05},
+    )
     (workspace["folder"] / "evaluate.json").unlink(missing_ok=True)
 
     with pytest.raises(GateError, match=r"gate `forgetting` failed"):
@@ -162,7 +182,9 @@ def test_baselines_of_other_selection_raise(workspace, tmp_path):
     table = read_table(workspace["baselines"] / "template.parquet")
     write_table(table.iloc[:1], stale / "template.parquet")
     paths = {**workspace, "baselines": stale}
-    with pytest.raises(InputDataError, match=r"predictions of `template`: the inputs differ.*Rerun the baselines stage"):
+    with pytest.raises(
+        InputDataError, match=r"predictions of `template`: the inputs differ.*Rerun the baselines stage"
+    ):
         run_evaluate(paths)
 
 
@@ -192,5 +214,7 @@ def test_run_logged_to_mlflow_with_data_hashes(workspace, monkeypatch, tmp_path)
     for path in data_inputs:
         assert len(run.data.tags[f"data.{path}"]) == 32
     assert run.data.metrics["systems.adapter.bleu"] == pytest.approx(metrics["systems"]["adapter"]["bleu"])
-    assert run.data.metrics["forgetting.relative_increase"] == pytest.approx(metrics["forgetting"]["relative_increase"])
+    assert run.data.metrics["forgetting.relative_increase"] == pytest.approx(
+        metrics["forgetting"]["relative_increase"]
+    )
     assert run.data.params["generation.max_new_tokens"] == "6"

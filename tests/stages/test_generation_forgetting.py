@@ -39,7 +39,14 @@ def test_detokenize_restores_plain_text(raw, expected):
 
 
 def test_eligible_lines_leave_out_headings_unk_and_blanks():
-    raw = [" ", " = Robert Boulter = ", " = = Career = = ", " He was <unk> there . ", " He acted in 2000 . ", ""]
+    raw = [
+        " ",
+        " = Robert Boulter = ",
+        " = = Career = = ",
+        " He was <unk> there . ",
+        " He acted in 2000 . ",
+        "",
+    ]
     assert eligible_lines(raw) == ["He acted in 2000."]
 
 
@@ -56,8 +63,12 @@ def test_sample_lines_respects_budgets():
     tokenizer = load_tokenizer(lines)
     by_lines = sample_lines(lines, tokenizer, ForgettingConfig(max_lines=5, max_tokens=100_000), seed=1)
     assert len(by_lines) == 5
-    assert by_lines == sample_lines(lines, tokenizer, ForgettingConfig(max_lines=5, max_tokens=100_000), seed=1)
-    by_tokens = sample_lines(lines, tokenizer, ForgettingConfig(max_lines=500, max_tokens=60, max_length=50), seed=1)
+    assert by_lines == sample_lines(
+        lines, tokenizer, ForgettingConfig(max_lines=5, max_tokens=100_000), seed=1
+    )
+    by_tokens = sample_lines(
+        lines, tokenizer, ForgettingConfig(max_lines=500, max_tokens=60, max_length=50), seed=1
+    )
     assert 1 <= len(by_tokens) < 10
 
 

@@ -36,7 +36,14 @@ def tiny_lm(tmp_path_factory):
 def test_chat_prompt_has_demonstrations_before_input():
     config = PromptConfig(system="Be brief.", instruction="Describe: {input}")
     messages = build_prompt(config, MR, [("name[A]", "A is here."), ("name[B]", "B is there.")])
-    assert [message["role"] for message in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [message["role"] for message in messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
     assert messages[1]["content"] == "Describe: name[A]"
     assert messages[2]["content"] == "A is here."
     assert messages[-1]["content"] == f"Describe: {MR}"
@@ -100,7 +107,10 @@ def test_training_example_without_room_for_target_raises():
 
 
 def test_collate_pads_right_with_ignored_labels():
-    examples = [build_training_example([5, 6], [8, 2], 16), build_training_example([5, 6, 7, 7], [9, 9, 2], 16)]
+    examples = [
+        build_training_example([5, 6], [8, 2], 16),
+        build_training_example([5, 6, 7, 7], [9, 9, 2], 16),
+    ]
     batch = collate_training(examples, [0, 1], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 8, 2, 0, 0, 0], [5, 6, 7, 7, 9, 9, 2]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0, 0], [1] * 7]
@@ -115,7 +125,9 @@ def test_model_loss_counts_only_target_tokens(tiny_lm):
     tokenizer = tiny_lm.tokenizer
     config = PromptConfig()
     prompt_ids = encode_prompt(tokenizer, build_prompt(config, MR))
-    short = build_training_example(prompt_ids, encode_completion(tokenizer, config, "Blue Spice is here."), 256)
+    short = build_training_example(
+        prompt_ids, encode_completion(tokenizer, config, "Blue Spice is here."), 256
+    )
     long = build_training_example(prompt_ids, encode_completion(tokenizer, config, TARGET), 256)
     batch = collate_training([short, long], [0, 1], tokenizer.pad_token_id)
 
@@ -129,5 +141,7 @@ def test_model_loss_counts_only_target_tokens(tiny_lm):
         for position in range(example.prompt_tokens, len(example.input_ids)):
             expected_terms.append(-log_probs[row, position - 1, example.input_ids[position]])
     expected = torch.stack(expected_terms).mean()
-    assert len(expected_terms) == (len(short.input_ids) - short.prompt_tokens) + (len(long.input_ids) - long.prompt_tokens)
+    assert len(expected_terms) == (len(short.input_ids) - short.prompt_tokens) + (
+        len(long.input_ids) - long.prompt_tokens
+    )
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)

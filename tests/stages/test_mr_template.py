@@ -42,11 +42,16 @@ def test_realise_full_mr():
 
 
 def test_realise_minimal_mr():
-    assert realise_mr("name[Aromi], eatType[coffee shop], area[city centre]") == "Aromi is a coffee shop in the city centre."
+    assert (
+        realise_mr("name[Aromi], eatType[coffee shop], area[city centre]")
+        == "Aromi is a coffee shop in the city centre."
+    )
 
 
 def test_realise_numeric_rating_and_article():
-    text = realise({"name": "Zizzi", "eatType": "restaurant", "food": "Italian", "customer rating": "1 out of 5"})
+    text = realise(
+        {"name": "Zizzi", "eatType": "restaurant", "food": "Italian", "customer rating": "1 out of 5"}
+    )
     assert text == "Zizzi is a restaurant serving Italian food. It has a customer rating of 1 out of 5."
 
 

@@ -51,7 +51,9 @@ def lm_folder(tmp_path_factory, frames) -> Path:
     return build_e2e_lm(tmp_path_factory.mktemp("lm") / "tiny", list(frames.values()))
 
 
-def write_inputs(folder: Path, frames: dict[str, pd.DataFrame], lm_folder: Path, train=None, **sections) -> dict:
+def write_inputs(
+    folder: Path, frames: dict[str, pd.DataFrame], lm_folder: Path, train=None, **sections
+) -> dict:
     """Write the split tables and a params file; returns the stage's command-line paths."""
     for name, frame in frames.items():
         write_table(frame, folder / f"{name}.parquet")
@@ -87,7 +89,9 @@ def test_training_lowers_validation_loss(frames, lm_folder):
     torch.manual_seed(0)
     model = add_lora(lm.model, config.lora)
     before = mean_target_loss(model, validation, lm.tokenizer.pad_token_id, 4, torch.device("cpu"))
-    result = train_adapter(model, train, validation, config, 7, lm.tokenizer.pad_token_id, torch.device("cpu"))
+    result = train_adapter(
+        model, train, validation, config, 7, lm.tokenizer.pad_token_id, torch.device("cpu")
+    )
     after = mean_target_loss(model, validation, lm.tokenizer.pad_token_id, 4, torch.device("cpu"))
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert after < before
@@ -103,7 +107,15 @@ def test_stage_saves_loadable_peft_adapter(tmp_path, frames, lm_folder):
     assert (adapter / "adapter_model.safetensors").is_file()
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["task_type"] == "CAUSAL_LM"
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(config["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     metrics = json.loads(paths["metrics"].read_text())
     assert metrics["train_rows"] == 24
     assert metrics["epochs"] == 2
@@ -184,7 +196,9 @@ def test_rows_without_target_name_the_field(tmp_path, frames, lm_folder):
     broken["train"] = frames["train"].copy()
     broken["train"].loc[3, "target"] = pd.NA
     paths = write_inputs(tmp_path, broken, lm_folder)
-    with pytest.raises(InputDataError, match=r"train.parquet, row 4, field `target`: 1 train rows have no `target`"):
+    with pytest.raises(
+        InputDataError, match=r"train.parquet, row 4, field `target`: 1 train rows have no `target`"
+    ):
         run_train(paths)
 
 
@@ -196,7 +210,9 @@ def test_prompt_longer_than_max_length_raises(tmp_path, frames, lm_folder):
 
 def test_unknown_target_module_names_the_key(tmp_path, frames, lm_folder):
     paths = write_inputs(tmp_path, frames, lm_folder, train={"lora": {"target_modules": ["query"]}})
-    with pytest.raises(InputDataError, match=r"train_lm.lora.target_modules: PEFT cannot place LoRA on \['query'\]"):
+    with pytest.raises(
+        InputDataError, match=r"train_lm.lora.target_modules: PEFT cannot place LoRA on \['query'\]"
+    ):
         run_train(paths)
 
 

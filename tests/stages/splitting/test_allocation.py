@@ -93,8 +93,15 @@ def test_rare_class_train_only_keeps_group_in_train():
     strata, groups = _rare_inputs()
 
     result = assign_buckets(
-        np.arange(len(strata)), strata, ["common", "rare", "other"], groups, RATIOS,
-        np.random.default_rng(0), policy="train_only", ratio_key="split.ratios", location="rows",
+        np.arange(len(strata)),
+        strata,
+        ["common", "rare", "other"],
+        groups,
+        RATIOS,
+        np.random.default_rng(0),
+        policy="train_only",
+        ratio_key="split.ratios",
+        location="rows",
     )
 
     assert result.details["rare_classes"] == {"rare": 4}
@@ -107,8 +114,15 @@ def test_rare_class_quarantine_marks_rows():
     strata, groups = _rare_inputs()
 
     result = assign_buckets(
-        np.arange(len(strata)), strata, ["common", "rare", "other"], groups, RATIOS,
-        np.random.default_rng(0), policy="quarantine", ratio_key="split.ratios", location="rows",
+        np.arange(len(strata)),
+        strata,
+        ["common", "rare", "other"],
+        groups,
+        RATIOS,
+        np.random.default_rng(0),
+        policy="quarantine",
+        ratio_key="split.ratios",
+        location="rows",
     )
 
     assert result.quarantined.sum() == 4
@@ -119,8 +133,17 @@ def test_rare_class_quarantine_marks_rows():
 def test_rare_class_error_names_class_and_key():
     strata, groups = _rare_inputs()
 
-    with pytest.raises(InputDataError, match=r"class 'rare' has 4 rows, fewer than the 10 that `split.ratios`"):
+    with pytest.raises(
+        InputDataError, match=r"class 'rare' has 4 rows, fewer than the 10 that `split.ratios`"
+    ):
         assign_buckets(
-            np.arange(len(strata)), strata, ["common", "rare", "other"], groups, RATIOS,
-            np.random.default_rng(0), policy="error", ratio_key="split.ratios", location="rows.parquet",
+            np.arange(len(strata)),
+            strata,
+            ["common", "rare", "other"],
+            groups,
+            RATIOS,
+            np.random.default_rng(0),
+            policy="error",
+            ratio_key="split.ratios",
+            location="rows.parquet",
         )

@@ -52,7 +52,9 @@ def test_planted_exact_duplicates_caught(splits):
 
     exact = report["train_vs_test"]["exact"]
     assert exact["rows"] == 2
-    assert {example["test_row_id"] for example in exact["examples"]} == set(planted["test"][S.ROW_ID].iloc[:2])
+    assert {example["test_row_id"] for example in exact["examples"]} == set(
+        planted["test"][S.ROW_ID].iloc[:2]
+    )
     assert exact["examples"][0]["train_text"] == "How do I unblock my PIN?"
 
 
@@ -74,7 +76,9 @@ def test_leakage_gate_fails_with_summary(splits):
     config = split_config(leakage={"max_exact": 0, "max_near": 0})
     report = check_leakage(planted, config, time_order=False)
 
-    with pytest.raises(GateError, match=r"gate `split_leakage` failed:\ntrain_vs_test: exact leakage on 2 rows") as caught:
+    with pytest.raises(
+        GateError, match=r"gate `split_leakage` failed:\ntrain_vs_test: exact leakage on 2 rows"
+    ) as caught:
         enforce_leakage_gate(report, config.leakage)
 
     assert "near leakage on" in str(caught.value)
@@ -125,7 +129,9 @@ def test_banking77_official_split_overlap_measured():
     test = frame[frame[S.SPLIT] == "test"].reset_index(drop=True)
 
     started = time.perf_counter()
-    report = check_leakage({"train": train, "validation": train.iloc[:0], "test": test}, split_config(), time_order=False)
+    report = check_leakage(
+        {"train": train, "validation": train.iloc[:0], "test": test}, split_config(), time_order=False
+    )
     elapsed = time.perf_counter() - started
 
     pair = report["train_vs_test"]
