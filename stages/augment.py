@@ -3,10 +3,10 @@
 Three methods make candidates for the target classes (by default the classes below
 `augment.class_floor` train rows): few-shot generation with the local instruction model,
 back-translation through a pivot language, and random word deletion and swap. Every candidate is
-normalised with the curate stage's rules and must pass length bounds, exact and near-duplicate
-checks against every row of every split, a label-consistency check and a per-class cap; the
-rest go to the quarantine table with their reason. Validation and test rows are read only to
-keep near-copies of them out of train.
+normalised with the curate stage's rules. It must then pass length bounds, exact and near-duplicate
+checks against every row of every split, a label-consistency check and a per-class cap. Rejected
+candidates go to the quarantine table with their reason. Validation and test rows are read only
+to keep near-copies of them out of train.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--validation", required=True, help="Parquet table of validation rows")
     parser.add_argument("--test", required=True, help="Parquet table of test rows")
     parser.add_argument("--base-lm", required=True, help="folder of the prepared instruction model")
-    parser.add_argument("--out", required=True, help="Parquet table of real train rows plus accepted new rows")
+    parser.add_argument(
+        "--out", required=True, help="Parquet table of real train rows plus accepted new rows"
+    )
     parser.add_argument("--quarantine", required=True, help="Parquet table of rejected candidates")
     parser.add_argument("--lineage", required=True, help="Parquet table of (new row, parent row) pairs")
     parser.add_argument("--metrics", required=True, help="JSON metrics file")

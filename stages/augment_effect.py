@@ -3,9 +3,9 @@
 The train split is cut to `augment_effect.shots_per_class` rows per class (10 by default, as in
 the few-shot experiments of the BANKING77 paper, Casanueva et al. 2020). The augment stage's
 methods and filters (with `augment_effect.augment` merged over `augment`) add rows to that
-subset. One classifier is trained on the subset and one on the subset plus the new rows; both
-are scored on the full test split, and the differences are the metrics. `enabled: false` writes
-a metrics file that says the comparison was skipped.
+subset. One classifier is trained on the subset and another on the subset plus the new rows.
+Both are scored on the full test split, and the metrics are their scores and the differences.
+`enabled: false` writes a metrics file that says the comparison was skipped.
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ def lora_fit_predict(params: dict[str, Any], validation: pd.DataFrame, seed: int
         input_ids = tokenize(tokenizer, test["text"].astype(str).tolist(), train_config.max_length)
         device = next(model.parameters()).device
         logits = predict_logits(
-            model, input_ids, tokenizer.pad_token_id, train_config.eval_batch_size, device, train_config.mixed_precision
+            model,
+            input_ids,
+            tokenizer.pad_token_id,
+            train_config.eval_batch_size,
+            device,
+            train_config.mixed_precision,
         )
         return [labels[index] for index in np.argmax(logits, axis=1)]
 
@@ -90,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return generators
 
     began = time.perf_counter()
-    metrics = run_effect(train, validation, test, effect, augment_config, seed, fit_predict, make_generators, normalise)
+    metrics = run_effect(
+        train, validation, test, effect, augment_config, seed, fit_predict, make_generators, normalise
+    )
     metrics["seconds"] = round(time.perf_counter() - began, 2)
     write_json(metrics, args.metrics)
     logger.info(

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     texts = sample_lines(general_lines, lm.tokenizer, config.forgetting, seed)
     forgetting = measure_forgetting(adapted, lm.tokenizer, texts, config.forgetting)
 
-    # Merged weights give the same outputs as the adapter and generate faster.
+    # Merged weights compute base + adapter (up to float rounding) and generate faster than PEFT layers.
     lm.model = adapted.merge_and_unload()
     prompts = [build_prompt(prompt, text) for text in inputs[S.TEXT].astype(str)]
     adapter_table = run_system(lm, inputs, prompts, decoding, seed, ADAPTER)

@@ -52,7 +52,7 @@ class StageFailedError(PipelineError):
 
 @dataclass
 class ReproOutcome:
-    """What one `dvc repro` did, parsed from its output."""
+    """Outcome of one `dvc repro`, parsed from its output."""
 
     returncode: int
     stages: list[str] = field(default_factory=list)  # every stage DVC reached, in order
@@ -197,10 +197,12 @@ def describe_stage(stage: str, metrics: dict[str, Any]) -> str:
     quarantined = metrics.get("rows_quarantined")
     if quarantined is not None:
         detail = ""
-        if isinstance(reasons, dict) and reasons:
-            top = sorted(reasons.items(), key=lambda item: (-_count(item[1]), item[0]))[:4]
+        reasons = reasons if isinstance(reasons, dict) else {}
+        counted = {reason: count for reason, count in reasons.items() if _count(count) > 0}
+        if counted:
+            top = sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:4]
             detail = " (" + ", ".join(f"{reason} {count}" for reason, count in top)
-            detail += ", ..." if len(reasons) > 4 else ""
+            detail += ", ..." if len(counted) > 4 else ""
             detail += ")"
         parts.append(f"quarantined {quarantined}{detail}")
     sizes = metrics.get("sizes")
@@ -265,10 +267,12 @@ def run_gate(root: Path, targets: Sequence[str], force: bool, show_output: bool)
 
     status_lines = []
     for stage in outcome.stages:
-        state = (
-            "FAILED" if stage == outcome.failed_stage else ("ran" if stage in outcome.ran else "unchanged")
-        )
-        metrics = {} if state == "FAILED" else read_metrics(root, files.get(stage, {}).get("metrics", []))
+        metrics = {}
+        if stage == outcome.failed_stage:
+            state = "FAILED"
+        else:
+            state = "ran" if stage in outcome.ran else "unchanged"
+            metrics = read_metrics(root, files.get(stage, {}).get("metrics", []))
         status_lines.append(f"  {stage:<10} {state:<9} {describe_stage(stage, metrics)}".rstrip())
     print("\n".join(status_lines), flush=True)
 

@@ -86,9 +86,10 @@ def convert_gguf(path: Path) -> tuple[Any, Any]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    # A GGUF file holds weights and tokenizer data only, never code, so remote code stays off.
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
     gguf_model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, dtype=torch.float32
+        str(path.parent), gguf_file=path.name, dtype=torch.float32, trust_remote_code=False
     )
 
     config_dict = gguf_model.config.to_dict()
@@ -118,15 +119,19 @@ def load_named_model(config: LMConfig) -> tuple[Any, Any]:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.name, trust_remote_code=config.trust_remote_code)
+        # Weights load from safetensors only: a pickled checkpoint (pytorch_model.bin) is rejected.
         model = AutoModelForCausalLM.from_pretrained(
-            config.name, trust_remote_code=config.trust_remote_code, dtype=torch.float32
+            config.name,
+            trust_remote_code=config.trust_remote_code,
+            use_safetensors=True,
+            dtype=torch.float32,
         )
     except (OSError, ValueError) as exc:
         raise ParamsError(
             "lm.name",
             config.name,
-            f"cannot be loaded as a causal language model ({exc})",
-            "Point it at a local model folder, a Hugging Face id reachable from this machine, "
+            f"cannot be loaded as a causal language model with safetensors weights ({exc})",
+            "Point it at a local model folder or a Hugging Face id with model.safetensors, "
             "or use packaged:SmolLM2-135M-Instruct.",
         ) from exc
     model.eval()

@@ -65,7 +65,7 @@ SECTION_IDS = [section_id for section_id, _, _ in SECTIONS]
 
 
 def render_report(inputs: ReportInputs, config: ReportConfig, header: dict[str, str]) -> str:
-    """Return the whole HTML page; `header` holds the run's identity (commit, data version, model)."""
+    """Return the whole HTML page; `header` maps field names to the run's commit, data version and model."""
     built = [(section_id, title, build(inputs, config)) for section_id, title, build in SECTIONS]
     return page(config.title, list(header.items()), built)
 

@@ -1,7 +1,7 @@
-"""train_lm: LoRA fine-tuning of a causal LM on (input, target) pairs; the adapter is saved in PEFT format.
+"""train_lm: LoRA fine-tuning of a causal LM on (input, target) pairs, saved as a PEFT adapter.
 
 Each train row becomes the prompt of its input (params `prompt`) followed by its target and the
-end token; the loss counts only the target tokens. The adapter folder loads with
+end token, and the loss counts only the target tokens. The adapter folder loads with
 `PeftModel.from_pretrained(base_model, folder)`.
 """
 

@@ -23,6 +23,8 @@ from stages.core.cli import run_stage
 CORPUS = Path(__file__).parent / "corpus"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("acquire", "curate", "split")
+# Corpus inputs hold one or two rows per label, below the class size the curated suite expects.
+CORPUS_CURATE_PARAMS = {"imbalance": {"min_rows_per_class": 1}}
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -68,7 +70,8 @@ def write_params(case: dict[str, Any], folder: Path) -> Path:
         },
         case.get("source", {}),
     )
-    params = merge({"seed": 0, "acquire": {"sources": [source]}}, case.get("params", {}))
+    base = {"seed": 0, "acquire": {"sources": [source]}, "curate": CORPUS_CURATE_PARAMS}
+    params = merge(base, case.get("params", {}))
     path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -118,7 +121,7 @@ def check_row_accounting(stage: str, out: Path) -> dict[str, int]:
     assert quarantine.num_rows == metrics["rows_quarantined"]
     reasons = quarantine.column("quarantine_reason").to_pylist() if quarantine.num_rows else []
     counts = {reason: reasons.count(reason) for reason in sorted(set(reasons))}
-    assert counts == metrics["quarantine_reasons"]
+    assert counts == {reason: count for reason, count in metrics["quarantine_reasons"].items() if count}
     return counts
 
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 PARAM_PREFIX = "augment.backtranslation"
 
 
-class TranslationModelUnavailable(Exception):
+class TranslationModelError(Exception):
     """A translation model named in params cannot be loaded."""
 
     def __init__(self, key: str, model: str, cause: Exception):
@@ -51,7 +51,7 @@ class Translator:
 
 
 def load_translation_model(key: str, name: str, config: BackTranslationConfig) -> TranslationModel:
-    """Load one seq2seq model and its tokenizer, raising TranslationModelUnavailable when impossible."""
+    """Load one seq2seq model and its tokenizer, raising TranslationModelError when impossible."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     try:
@@ -59,12 +59,15 @@ def load_translation_model(key: str, name: str, config: BackTranslationConfig) -
             name, local_files_only=config.local_files_only, trust_remote_code=config.trust_remote_code
         )
         model = AutoModelForSeq2SeqLM.from_pretrained(
-            name, local_files_only=config.local_files_only, trust_remote_code=config.trust_remote_code
+            name,
+            local_files_only=config.local_files_only,
+            trust_remote_code=config.trust_remote_code,
+            use_safetensors=True,
         )
-    # OSError: not found locally or on the hub; ValueError: not a seq2seq model; ImportError: a
-    # tokenizer dependency such as sentencepiece is missing.
+    # OSError: not found locally or on the hub, or no safetensors weights; ValueError: not a seq2seq
+    # model; ImportError: a tokenizer dependency such as sentencepiece is missing.
     except (OSError, ValueError, ImportError) as exc:
-        raise TranslationModelUnavailable(key, name, exc) from exc
+        raise TranslationModelError(key, name, exc) from exc
     model.eval()
     return TranslationModel(name=name, model=model, tokenizer=tokenizer)
 
@@ -77,7 +80,7 @@ def load_translator(config: BackTranslationConfig) -> tuple[Translator | None, s
     try:
         forward = load_translation_model(f"{PARAM_PREFIX}.forward_model", config.forward_model, config)
         backward = load_translation_model(f"{PARAM_PREFIX}.backward_model", config.backward_model, config)
-    except TranslationModelUnavailable as exc:
+    except TranslationModelError as exc:
         where = "from local files only" if config.local_files_only else "from local files or the hub"
         if config.on_unavailable == "fail":
             raise ParamsError(
@@ -128,7 +131,9 @@ def translate(
                 do_sample=sampling,
                 temperature=config.temperature if sampling else None,
             )
-        outputs.extend(text.strip() for text in model.tokenizer.batch_decode(generated, skip_special_tokens=True))
+        outputs.extend(
+            text.strip() for text in model.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        )
         bar.update(len(batch))
     bar.close()
     return outputs

@@ -19,7 +19,9 @@ DEFAULT_TEMPLATE = (
     'Write {n} new customer messages with the same intent "{label}". Vary the wording and the details. '
     "Answer with a numbered list, one message per line, and nothing else."
 )
-DEFAULT_SYSTEM_PROMPT = "You write short, realistic messages that customers send to their bank's support chat."
+DEFAULT_SYSTEM_PROMPT = (
+    "You write short, realistic messages that customers send to their bank's support chat."
+)
 
 
 class FewShotConfig(StageConfig):
@@ -33,6 +35,9 @@ class FewShotConfig(StageConfig):
     examples_per_prompt: int = Field(default=4, ge=1, le=50)
     template: str = DEFAULT_TEMPLATE
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    # Start of the model's reply, written for it ("1." makes small models go straight into the
+    # numbered list). Empty leaves the whole reply to the model.
+    assistant_prefix: str = "1."
     # How a label is written into the prompt: "humanize" turns card_arrival into "card arrival".
     label_display: Literal["humanize", "raw"] = "humanize"
     temperature: float = Field(default=0.7, ge=0, le=5)
@@ -51,7 +56,9 @@ class FewShotConfig(StageConfig):
             raise ValueError(f"is not a valid format string ({exc})") from exc
         unknown = fields - TEMPLATE_FIELDS
         if unknown:
-            raise ValueError(f"uses unknown placeholders {sorted(unknown)}; allowed: {sorted(TEMPLATE_FIELDS)}")
+            raise ValueError(
+                f"uses unknown placeholders {sorted(unknown)}; allowed: {sorted(TEMPLATE_FIELDS)}"
+            )
         missing = {"examples", "n"} - fields
         if missing:
             raise ValueError(f"must contain the placeholders {sorted(missing)}")

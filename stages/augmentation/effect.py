@@ -65,7 +65,9 @@ def score(test: pd.DataFrame, predictions: list[str]) -> dict[str, float]:
     labels = sorted(set(gold))
     return {
         "accuracy": round(float(accuracy_score(gold, predictions)), 6),
-        "macro_f1": round(float(f1_score(gold, predictions, labels=labels, average="macro", zero_division=0)), 6),
+        "macro_f1": round(
+            float(f1_score(gold, predictions, labels=labels, average="macro", zero_division=0)), 6
+        ),
     }
 
 
@@ -80,11 +82,11 @@ def run_effect(
     make_generators: Callable[[AugmentConfig, int, bool], Generators],
     normalise: Callable[[pd.Series], pd.Series],
 ) -> dict[str, Any]:
-    """Compare a classifier trained on `shots_per_class` rows per class with one trained on those
-    rows plus what augmentation adds to them; both are scored on the full test split.
+    """Score classifiers trained with and without augmentation on `shots_per_class` rows per class.
 
-    Each repeat draws its own subset (seed + repeat). The augmentation sees only the subset as
-    train, and validation and test for its duplicate checks, as it would in a low-resource project.
+    Both classifiers are scored on the full test split. Each repeat draws its own subset
+    (seed + repeat). The augmentation sees only the subset as train, plus validation and test for
+    its duplicate checks, as it would in a low-resource project.
     """
     repeats = []
     for repeat in range(effect.repeats):
@@ -92,7 +94,12 @@ def run_effect(
         subset = sample_shots(train, effect.shots_per_class, repeat_seed)
         generators = make_generators(augment_config, repeat_seed, True)
         result: AugmentResult = augment_train(
-            subset, {"validation": validation, "test": test}, augment_config, repeat_seed, generators, normalise
+            subset,
+            {"validation": validation, "test": test},
+            augment_config,
+            repeat_seed,
+            generators,
+            normalise,
         )
         without = score(test, fit_predict(subset, test))
         with_augmentation = score(test, fit_predict(result.train, test))

@@ -60,6 +60,8 @@ def build_prompts(
             if config.system_prompt:
                 messages.append({"role": "system", "content": config.system_prompt})
             messages.append({"role": "user", "content": content})
+            if config.assistant_prefix:
+                messages.append({"role": "assistant", "content": config.assistant_prefix})
             prompts.append(
                 FewShotPrompt(
                     label=label,
@@ -97,7 +99,7 @@ def strip_quotes(text: str) -> str:
 
 
 def parse_candidates(output: str) -> list[str]:
-    """Split a model's answer into candidate texts.
+    """Split a model's output into candidate texts.
 
     Numbered or bulleted lines are list items; when any line has a list marker, lines without one
     (preambles such as "Here are five messages:" and closing remarks) are dropped. Without markers,
@@ -128,7 +130,7 @@ def parse_candidates(output: str) -> list[str]:
 
 @dataclass
 class FewShotOutput:
-    """What one prompt yielded: the raw answer, parsed candidates and whether the answer was cut."""
+    """Output of one prompt: the raw text, the parsed candidates and whether generation was cut off."""
 
     prompt: FewShotPrompt
     raw: str
@@ -139,17 +141,21 @@ class FewShotOutput:
 def run_fewshot(
     prompts: Sequence[FewShotPrompt], generate_fn: GenerateFn, max_new_tokens: int
 ) -> tuple[list[FewShotOutput], GenerationResult]:
-    """Generate one answer per prompt and parse it.
+    """Generate one output per prompt and parse it.
 
-    An answer that used all `max_new_tokens` tokens is marked truncated, because its last item
-    is probably cut mid-sentence.
+    A prefilled assistant message (the `assistant_prefix`) is put back in front of the output
+    before parsing. An output that used all `max_new_tokens` tokens is marked truncated, because
+    its last item is probably cut mid-sentence.
     """
     result = generate_fn([list(prompt.messages) for prompt in prompts])
     if len(result.texts) != len(prompts):
         raise RuntimeError(f"the generator returned {len(result.texts)} texts for {len(prompts)} prompts")
     token_counts = result.per_prompt_new_tokens or [0] * len(prompts)
     outputs = []
-    for prompt, raw, tokens in zip(prompts, result.texts, token_counts, strict=True):
+    for prompt, text, tokens in zip(prompts, result.texts, token_counts, strict=True):
+        last = prompt.messages[-1] if prompt.messages else None
+        prefix = last["content"] if last is not None and last["role"] == "assistant" else ""
+        raw = f"{prefix} {text}" if prefix else text
         outputs.append(
             FewShotOutput(
                 prompt=prompt,

@@ -1,7 +1,7 @@
 """Checks every new row must pass: length, exact and near duplicates, label consistency, class cap.
 
-Each check takes the candidates still in play and returns a reason (and detail) for those it
-rejects; `stages.augmentation.pipeline` applies them in order, so a rejected row has one reason.
+Each check takes the candidates still in play and returns a reason and a detail for each one it
+rejects. `stages.augmentation.pipeline` applies the checks in order, so a rejected row has one reason.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class Rejection:
 
 def length_rejections(texts: Sequence[str], config: FiltersConfig) -> list[Rejection]:
     """Reject texts outside [min_chars, max_chars] characters or with fewer than min_words words."""
-    short, long, few = Rejection("too_short", [], []), Rejection("too_long", [], []), Rejection("too_few_words", [], [])
+    short, long, few = (
+        Rejection("too_short", [], []),
+        Rejection("too_long", [], []),
+        Rejection("too_few_words", [], []),
+    )
     for position, text in enumerate(texts):
         length = len(text)
         words = len(text.split())
@@ -95,7 +99,7 @@ class ExistingRows:
         return best
 
     def exact_rejections(self, texts: Sequence[str]) -> list[Rejection]:
-        """Reject texts whose matching key (the curate stage's) equals an existing row's, one reason per split."""
+        """Reject texts whose curate matching key equals an existing row's, with one reason per split."""
         by_split: dict[str, Rejection] = {}
         for position, key in enumerate(matching_keys(pd.Series(list(texts), dtype="string"))):
             match = self.exact.get(key) if key else None
@@ -108,7 +112,7 @@ class ExistingRows:
         return [by_split[split] for split in sorted(by_split)]
 
     def near_rejections(self, texts: Sequence[str]) -> list[Rejection]:
-        """Reject texts near an existing row: `threshold` for validation and test, `train_threshold` for train.
+        """Reject texts near an existing row (`threshold` for validation and test, else `train_threshold`).
 
         A text near both a validation or test row and a train row is reported as a leak. Among
         several matches of one kind, the most similar row is named.
@@ -147,7 +151,9 @@ def within_new_rejections(texts: Sequence[str], config: NearDuplicateConfig) -> 
             seen[key] = position
             unique.append(position)
 
-    sets = [shingles(normalise_text(texts[position]), config.shingle, config.shingle_size) for position in unique]
+    sets = [
+        shingles(normalise_text(texts[position]), config.shingle, config.shingle_size) for position in unique
+    ]
     similarity = SimilarityConfig(
         shingle=config.shingle,
         shingle_size=config.shingle_size,
@@ -173,7 +179,9 @@ class LabelChecker:
         labels = train[S.LABEL].astype(str)
         self.fitted = labels.nunique() >= 2
         if self.fitted:
-            self.model = build_tfidf_classifier(config.tfidf, seed).fit(train[S.TEXT].astype(str).tolist(), labels.tolist())
+            self.model = build_tfidf_classifier(config.tfidf, seed).fit(
+                train[S.TEXT].astype(str).tolist(), labels.tolist()
+            )
             self.classes = [str(label) for label in self.model.classes_]
         else:
             logger.warning("the train rows have one label only, so the label check accepts every row")
@@ -206,14 +214,19 @@ def class_cap_rejections(
     With r real rows, s synthetic rows are allowed while s / (r + s) <= max_share, that is
     s <= floor(r * max_share / (1 - max_share)).
     """
-    allowed = {label: int(np.floor(count * max_share / (1 - max_share) + 1e-9)) for label, count in real_counts.items()}
+    allowed = {
+        label: int(np.floor(count * max_share / (1 - max_share) + 1e-9))
+        for label, count in real_counts.items()
+    }
     used: dict[str, int] = {}
     rejection = Rejection("class_cap", [], [])
     for position, label in enumerate(labels):
         limit = allowed.get(label, 0)
         if used.get(label, 0) >= limit:
             rejection.positions.append(position)
-            rejection.details.append(f"{label} already has {limit} new rows (max_synthetic_share {max_share})")
+            rejection.details.append(
+                f"{label} already has {limit} new rows (max_synthetic_share {max_share})"
+            )
             continue
         used[label] = used.get(label, 0) + 1
     return [rejection] if rejection.positions else []

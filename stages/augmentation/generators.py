@@ -26,7 +26,12 @@ def fewshot_generate_fn(lm: LocalLM, config: AugmentConfig, seed: int):
 
     def run(prompts):
         return generate(
-            lm, prompts, sampling, seed=seed, batch_size=settings.batch_size, description="few-shot generation"
+            lm,
+            prompts,
+            sampling,
+            seed=seed,
+            batch_size=settings.batch_size,
+            description="few-shot generation",
         )
 
     return run

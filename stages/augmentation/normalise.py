@@ -1,8 +1,8 @@
 """Normalising new texts with the curate stage's rules, so synthetic rows look like curated rows.
 
 The curate stage repairs text (mojibake, HTML, Unicode form, invisible characters, whitespace)
-and redacts PII; a generating model can produce all of these (it invents phone numbers, for
-one), so every new text goes through the same two steps with the same `curate` params.
+and redacts PII. A generating model can produce all of these, and it invents phone numbers, so
+every new text goes through the same two steps with the same `curate` params.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class Candidate:
 
 @dataclass
 class Generators:
-    """What the methods generate with; a method whose generator is missing is skipped."""
+    """Generating functions and models of the methods; a method whose generator is missing is skipped."""
 
     fewshot: GenerateFn | None = None
     fewshot_model: str = ""
@@ -83,7 +83,9 @@ def check_train(train: pd.DataFrame, location: str = "train split") -> None:
     """Raise InputDataError unless the train rows have ids, texts and labels."""
     for column in (S.ROW_ID, S.TEXT, S.LABEL):
         if column not in train.columns:
-            raise InputDataError(location, f"column `{column}` is missing", "Rerun the split stage.", field=column)
+            raise InputDataError(
+                location, f"column `{column}` is missing", "Rerun the split stage.", field=column
+            )
     missing = train[S.LABEL].isna() | train[S.TEXT].isna()
     if missing.any():
         row = int(np.flatnonzero(missing.to_numpy())[0]) + 1
@@ -95,7 +97,9 @@ def check_train(train: pd.DataFrame, location: str = "train split") -> None:
         )
     if train[S.ROW_ID].duplicated().any():
         duplicate = str(train.loc[train[S.ROW_ID].duplicated(), S.ROW_ID].iloc[0])
-        raise InputDataError(location, f"row id {duplicate} appears twice", "Rerun the split stage.", field=S.ROW_ID)
+        raise InputDataError(
+            location, f"row id {duplicate} appears twice", "Rerun the split stage.", field=S.ROW_ID
+        )
 
 
 def target_labels(train: pd.DataFrame, config: AugmentConfig) -> list[str]:
@@ -109,9 +113,7 @@ def target_labels(train: pd.DataFrame, config: AugmentConfig) -> list[str]:
     return [label for label, _ in ordered]
 
 
-def pick_parents(
-    train: pd.DataFrame, label: str, count: int, method: str, seed: int
-) -> pd.DataFrame:
+def pick_parents(train: pd.DataFrame, label: str, count: int, method: str, seed: int) -> pd.DataFrame:
     """Choose `count` train rows of `label` (with replacement only when the class has fewer rows)."""
     rows = train[train[S.LABEL].astype(str) == label]
     generator = np.random.default_rng([seed, int(S.sha256_hex(method, label)[:8], 16)])
@@ -144,7 +146,12 @@ def fewshot_candidates(
         }
         if not output.candidates:
             candidates.append(
-                Candidate(text=output.raw, pre_reason="no_candidate_parsed", pre_detail="no list item found", **common)
+                Candidate(
+                    text=output.raw,
+                    pre_reason="no_candidate_parsed",
+                    pre_detail="no list item found",
+                    **common,
+                )
             )
             continue
         last = len(output.candidates) - 1
@@ -323,14 +330,20 @@ def augment_train(
     check_train(train)
     quarantine = Quarantine("augment")
     labels = target_labels(train, config) if config.enabled else []
-    logger.info("augmenting %d classes: %s", len(labels), ", ".join(labels[:10]) + (" ..." if len(labels) > 10 else ""))
+    logger.info(
+        "augmenting %d classes: %s",
+        len(labels),
+        ", ".join(labels[:10]) + (" ..." if len(labels) > 10 else ""),
+    )
 
     method_stats: dict[str, dict[str, Any]] = {}
     candidates: list[Candidate] = []
     if config.enabled:
         produced, method_stats["fewshot"] = fewshot_candidates(train, labels, config, generators, seed)
         candidates += produced
-        produced, method_stats["backtranslation"] = backtranslation_candidates(train, labels, config, generators, seed)
+        produced, method_stats["backtranslation"] = backtranslation_candidates(
+            train, labels, config, generators, seed
+        )
         candidates += produced
         produced, method_stats["edits"] = edit_candidates(train, labels, config, seed)
         candidates += produced
@@ -341,7 +354,9 @@ def augment_train(
     def reject(rejections: Sequence[Rejection], positions: np.ndarray) -> None:
         for rejection in rejections:
             rows = positions[rejection.positions]
-            quarantine.add(frame.iloc[rows], rejection.reason, pd.Series(rejection.details, index=frame.index[rows]))
+            quarantine.add(
+                frame.iloc[rows], rejection.reason, pd.Series(rejection.details, index=frame.index[rows])
+            )
             alive[rows] = False
 
     def in_play() -> np.ndarray:
@@ -371,19 +386,28 @@ def augment_train(
             reject(checker.rejections(texts, frame[S.LABEL].iloc[positions].tolist()), positions)
     positions = in_play()
     real_counts = train[S.LABEL].astype(str).value_counts().to_dict()
-    reject(class_cap_rejections(frame[S.LABEL].iloc[positions].tolist(), real_counts, filters.max_synthetic_share), positions)
+    reject(
+        class_cap_rejections(
+            frame[S.LABEL].iloc[positions].tolist(), real_counts, filters.max_synthetic_share
+        ),
+        positions,
+    )
 
     accepted = frame.iloc[in_play()].reset_index(drop=True)
     real = train.copy()
     real[PARENT_IDS] = pd.Series("[]", index=real.index, dtype="string")
     for column in (AUGMENT_METHOD, GENERATOR_MODEL, PROMPT_HASH):
         real[column] = pd.Series(pd.NA, index=real.index, dtype="string")
-    augmented = pd.concat([real, accepted], ignore_index=True) if len(accepted) else real.reset_index(drop=True)
+    augmented = (
+        pd.concat([real, accepted], ignore_index=True) if len(accepted) else real.reset_index(drop=True)
+    )
     quarantine.check(len(train) + len(frame), len(augmented))
 
     lineage = lineage_table(frame, accepted)
     metrics = summarise(train, frame, accepted, quarantine, labels, method_stats)
-    return AugmentResult(train=augmented, new_rows=accepted, quarantine=quarantine, lineage=lineage, metrics=metrics)
+    return AugmentResult(
+        train=augmented, new_rows=accepted, quarantine=quarantine, lineage=lineage, metrics=metrics
+    )
 
 
 def lineage_table(candidates: pd.DataFrame, accepted: pd.DataFrame) -> pd.DataFrame:
@@ -428,7 +452,10 @@ def summarise(
         reasons: dict[str, int] = {}
         if len(rejected):
             mine = rejected[rejected[AUGMENT_METHOD] == method]
-            reasons = {str(key): int(value) for key, value in mine["quarantine_reason"].value_counts().sort_index().items()}
+            reasons = {
+                str(key): int(value)
+                for key, value in mine["quarantine_reason"].value_counts().sort_index().items()
+            }
         per_method[method] = {
             **method_stats.get(method, {"status": "disabled"}),
             "generated": generated,
@@ -448,7 +475,9 @@ def summarise(
         "rejected": len(quarantine),
         "rejected_by_reason": quarantine.counts(),
         "synthetic_share": round(len(accepted) / (len(train) + len(accepted)), 6),
-        "target_classes": {label: {"real": int(real_counts[label]), "added": int(added.get(label, 0))} for label in labels},
+        "target_classes": {
+            label: {"real": int(real_counts[label]), "added": int(added.get(label, 0))} for label in labels
+        },
         "methods": per_method,
         "tokens_per_second": per_method["fewshot"].get("tokens_per_second"),
     }

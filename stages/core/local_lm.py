@@ -238,13 +238,18 @@ def format_prompt(lm: LocalLM, prompt: Prompt) -> str:
     """Turn a prompt into the model's input text.
 
     A list of chat messages goes through the tokenizer's chat template with the assistant turn
-    opened. A plain string is used as it is, so base (non-chat) models get raw text.
+    opened. When the last message is the assistant's, the model continues that message instead
+    (a prefilled answer start such as "1."). A plain string is used as it is, so base (non-chat)
+    models get raw text.
     """
     if isinstance(prompt, str):
         return prompt
     if not lm.uses_chat_template:
         return "\n".join(message["content"] for message in prompt)
-    return lm.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+    messages = list(prompt)
+    if messages and messages[-1]["role"] == "assistant":
+        return lm.tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+    return lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def generate(

@@ -21,7 +21,7 @@ class LanguageConfig(StageConfig):
     """Which languages are kept and how sure the detector must be before a row is removed."""
 
     keep: list[str] = ["en"]
-    detect_among: list[str] = Field(default_factory=lambda: list(DEFAULT_CANDIDATES))
+    detect_among: list[str] = Field(default_factory=lambda: sorted(DEFAULT_CANDIDATES))
     min_chars: int = Field(default=20, ge=1)
     min_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
 

@@ -48,8 +48,8 @@ class NearDuplicateConfig(StageConfig):
     shingle: Literal["char", "word"] = "char"
     shingle_size: int = Field(default=5, ge=1, le=64)
     num_perm: int = Field(default=128, ge=2, le=2048)
-    num_bands: int = Field(default=32, ge=1)
-    threshold: float = Field(default=0.7, gt=0.0, le=1.0)
+    num_bands: int = Field(default=16, ge=1)
+    threshold: float = Field(default=0.85, gt=0.0, le=1.0)
     batch_rows: int = Field(default=100_000, ge=1)
 
     @model_validator(mode="after")

@@ -6,8 +6,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Runs of characters that are neither letters nor digits (RE2 syntax, Unicode-aware).
-NON_ALPHANUMERIC = r"[^\p{L}\p{N}]+"
+# Runs of punctuation and whitespace (RE2 syntax, Unicode-aware). Symbols such as currency
+# signs stay: "£1" and "$1" are different texts.
+PUNCTUATION_AND_SPACE = r"[\p{P}\p{Z}\s]+"
 
 
 def to_arrow(texts: pd.Series) -> pa.Array:
@@ -33,10 +34,10 @@ def changed(before: pa.Array, after: pa.Array) -> int:
 def matching_keys(texts: pd.Series) -> pd.Series:
     """Return the key two texts must share to count as the same text.
 
-    The key is case-folded, every run of characters other than letters and digits becomes one
-    space, and both ends are trimmed: "Where's my card?" and "where s my CARD" share a key.
+    The key is case-folded, every run of punctuation and whitespace becomes one space, and both
+    ends are trimmed: "Where's my top-up?" and "where s my TOP UP" share a key.
     Missing texts give an empty key.
     """
     folded = texts.astype("string").fillna("").str.casefold()
-    spaced = pc.replace_substring_regex(to_arrow(folded), pattern=NON_ALPHANUMERIC, replacement=" ")
+    spaced = pc.replace_substring_regex(to_arrow(folded), pattern=PUNCTUATION_AND_SPACE, replacement=" ")
     return to_series(pc.utf8_trim_whitespace(spaced), texts.index)

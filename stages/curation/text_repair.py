@@ -6,7 +6,9 @@ libraries, ftfy and `html.unescape`; those run only on the rows a vectorised pat
 
 from __future__ import annotations
 
+import functools
 import html
+import unicodedata
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,11 +41,11 @@ HTML_TAG = r"<(?:/?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?|!--.*?--|![A-Za-z][^<>]
 # A named or numeric character reference: "&amp;", "&#39;", "&#x27;".
 HTML_ENTITY = r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});"
 
-# Characters that render as nothing: zero-width space, non-joiner and joiner, directional marks,
-# bidirectional embeddings and isolates, word joiner, invisible operators, byte-order mark, soft hyphen.
-# NOTE: the zero-width non-joiner and joiner carry meaning in Persian, Indic scripts and emoji
-# sequences; removing them is right for English task data and may change such text.
-INVISIBLE = r"[\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}\x{FEFF}\x{00AD}]"
+# Characters that render as nothing: zero-width space, directional marks, bidirectional embeddings
+# and isolates, word joiner, invisible operators, byte-order mark, soft hyphen. The zero-width
+# non-joiner and joiner (U+200C, U+200D) stay, because they carry meaning in Persian, Indic scripts
+# and emoji sequences (a joiner makes 👨‍👩‍👧 one family emoji).
+INVISIBLE = r"[\x{200B}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}\x{FEFF}\x{00AD}]"
 # C0 and C1 control characters except tab, line feed and carriage return.
 CONTROL = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{7F}-\x{9F}]"
 # Runs of whitespace, including Unicode space separators such as no-break space.
@@ -91,9 +93,10 @@ def repair_texts(
         values, counts["html_entities"] = _apply_on_matches(stripped, HTML_ENTITY, html.unescape)
 
     if unicode_form != "none":
-        normalised = pc.utf8_normalize(values, form=unicode_form)
-        counts["unicode"] = changed(values, normalised)
-        values = normalised
+        # ASCII text is already in every normal form. NOTE: pyarrow's utf8_normalize (25.0) returns
+        # decomposed text for NFC and NFKC, so Python's unicodedata does the work.
+        normalise = functools.partial(unicodedata.normalize, unicode_form)
+        values, counts["unicode"] = _apply_on_matches(values, NON_ASCII, normalise)
 
     if config.remove_invisible:
         cleaned = pc.replace_substring_regex(values, pattern=INVISIBLE, replacement="")

@@ -42,7 +42,7 @@ class DecodingConfig(StageConfig):
     test_inputs: int | None = Field(default=50, gt=0)
     max_new_tokens: int = Field(default=64, ge=1)
     batch_size: int = Field(default=8, ge=1)
-    # 0 is greedy decoding, which makes every run give the same texts.
+    # 0 is greedy decoding: the same texts on every run with the same hardware and library versions.
     temperature: float = Field(default=0.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     repetition_penalty: float = Field(default=1.0, gt=0.0)

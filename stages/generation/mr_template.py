@@ -1,8 +1,8 @@
 """A rule-based baseline for E2E NLG: meaning representations filled into fixed sentences.
 
 A meaning representation (MR) is a comma-separated list of `slot[value]` pairs, for example
-`name[Blue Spice], eatType[coffee shop], area[riverside]`. The realiser knows the eight E2E
-slots; any other slot becomes a sentence of the form "Its <slot> is <value>."
+`name[Blue Spice], eatType[coffee shop], area[riverside]`. The realiser handles the eight E2E
+slots, and any other slot becomes a sentence of the form "Its <slot> is <value>."
 """
 
 from __future__ import annotations

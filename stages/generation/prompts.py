@@ -1,9 +1,9 @@
 """Prompts from inputs, and tokenised training examples whose loss counts only the target tokens.
 
-A prompt is tokenised here exactly as `stages.core.local_lm.generate` tokenises it: a chat prompt
+A prompt is tokenised here exactly as `stages.core.local_lm.generate` tokenises it. A chat prompt
 (a list of messages) goes through the tokenizer's chat template with the assistant turn opened and
-is encoded without added special tokens, while a plain prompt (a string) is encoded with them. So
-the adapter is trained on the very token sequences it continues at generation time.
+is encoded without added special tokens. A plain prompt (a string) is encoded with them. So the
+adapter is trained on the very token sequences it continues at generation time.
 """
 
 from __future__ import annotations
@@ -111,12 +111,12 @@ def build_training_example(
             f"the prompt has {len(prompt_ids)} tokens, "
             f"which leaves no room for the target within max_length {max_length}"
         )
-    kept = completion_ids[:room]
+    kept_completion = completion_ids[:room]
     return TrainingExample(
-        input_ids=[*prompt_ids, *kept],
-        labels=[IGNORE_INDEX] * len(prompt_ids) + kept,
+        input_ids=[*prompt_ids, *kept_completion],
+        labels=[IGNORE_INDEX] * len(prompt_ids) + kept_completion,
         prompt_tokens=len(prompt_ids),
-        truncated=len(kept) < len(completion_ids),
+        truncated=len(kept_completion) < len(completion_ids),
     )
 
 

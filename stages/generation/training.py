@@ -1,9 +1,9 @@
 """LoRA fine-tuning of a causal LM on (prompt, target) pairs: examples, the loop and its checkpoints.
 
 The loop shares its checkpoint format and batching with the classification trainer
-(`stages.training`): one checkpoint folder, replaced whole after every epoch, holds the LoRA
-weights, the optimiser, scheduler and RNG states and the history, so a rerun with the same inputs
-resumes after the last finished epoch.
+(`stages.training`). One checkpoint folder, replaced whole after every epoch, contains the LoRA
+weights, the optimiser, scheduler and RNG states and the history. A rerun with the same inputs
+therefore resumes after the last finished epoch.
 """
 
 from __future__ import annotations

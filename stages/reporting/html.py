@@ -127,7 +127,7 @@ def page(
 ) -> str:
     """Return the whole HTML document: header, a link per section, then the sections in order.
 
-    `sections` holds (id, title, body HTML) triples.
+    `sections` contains (id, title, body HTML) triples.
     """
     fields = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in header_fields)
     links = "".join(f'<a href="#{escape(section_id)}">{escape(name)}</a>' for section_id, name, _ in sections)

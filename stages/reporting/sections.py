@@ -1,4 +1,4 @@
-"""The report's sections, each built from the loaded inputs; a section without data shows a note.
+"""The report's sections, each built from the loaded inputs. A section without data shows a note.
 
 Metrics files are read defensively: a key a stage does not write (or no longer writes) leaves its
 part of the section out, and unknown keys are listed as they are, so the report never stops on
@@ -19,7 +19,7 @@ from stages.reporting import svg
 from stages.reporting.html import details, figures, key_value_table, notice, table, text
 from stages.reporting.inputs import ReportInputs
 
-# The adapter is the model under test; baselines come first, in name order.
+# The adapter is the model under test, so it comes after the baselines (in name order).
 ADAPTER = "adapter"
 METRIC_COLUMNS = ["accuracy", "macro_f1", "weighted_f1", "latency_ms_p50", "latency_ms_p95", "rows"]
 
@@ -51,11 +51,14 @@ def _model_order(names: list[str]) -> list[str]:
 
 
 def sources(inputs: ReportInputs) -> str:
-    """Rows per source with type, location, split values and the acquire stage's quarantine counts."""
+    """Build the sources section: rows per source with type, location, split values and quarantine counts."""
     raw = inputs.raw_rows
+    if raw is not None and S.SOURCE not in raw:
+        raw = None
     acquired = _mapping(inputs.acquire, "sources")
     if raw is None and not acquired:
         return notice(inputs.why_missing("raw rows", "acquire metrics"))
+
     parts = []
     if inputs.acquire:
         parts.append(
@@ -68,11 +71,14 @@ def sources(inputs: ReportInputs) -> str:
                 ]
             )
         )
-    names = sorted(set(acquired) | (set(raw[S.SOURCE].dropna().astype(str)) if raw is not None else set()))
+
+    names = set(acquired)
+    if raw is not None:
+        names |= set(raw[S.SOURCE].dropna().astype(str))
     rows = []
-    for name in names:
+    for name in sorted(names):
         stats = _mapping(acquired, name)
-        subset = raw[raw[S.SOURCE].astype(str) == name] if raw is not None and S.SOURCE in raw else None
+        subset = raw[raw[S.SOURCE].astype(str) == name] if raw is not None else None
         rows.append(
             [
                 name,
@@ -100,9 +106,10 @@ def sources(inputs: ReportInputs) -> str:
             rows,
         )
     )
+
     extra = {
         name: {k: v for k, v in _mapping(acquired, name).items() if k not in ("rows", "quarantined")}
-        for name in names
+        for name in sorted(names)
     }
     extra = {name: values for name, values in extra.items() if values}
     if extra:
@@ -154,7 +161,7 @@ def _labelled_rows(inputs: ReportInputs) -> tuple[dict[str, pd.DataFrame], str]:
 
 
 def classes(inputs: ReportInputs) -> str:
-    """Rows per class and split, with imbalance figures and a bar per class of the train split."""
+    """Build the class section: rows per class and split, imbalance figures and a bar per train class."""
     tables, caption = _labelled_rows(inputs)
     tables = {name: frame for name, frame in tables.items() if S.LABEL in frame}
     if not tables:
@@ -169,8 +176,8 @@ def classes(inputs: ReportInputs) -> str:
         .fillna(0)
         .astype(int)
     )
-    first = next(iter(tables))
-    reference = "train" if "train" in counts else first
+
+    reference = "train" if "train" in counts else next(iter(tables))
     ordered = counts.sort_values([reference, *counts.columns], ascending=False)
     nonzero = ordered[reference][ordered[reference] > 0]
     parts = [
@@ -199,9 +206,10 @@ def classes(inputs: ReportInputs) -> str:
             ),
         ),
     ]
+
     missing = _mapping(inputs.split, "labels_missing_from_train")
     for name, labels in missing.items():
-        if labels:
+        if isinstance(labels, list) and labels:
             parts.append(
                 f'<p class="fail">{len(labels)} classes of the {escape(name)} split have no train rows: '
                 f"{text(labels)}</p>"
@@ -210,7 +218,7 @@ def classes(inputs: ReportInputs) -> str:
 
 
 def lengths(inputs: ReportInputs, bins: int) -> str:
-    """A histogram of text lengths in characters, with length statistics per split."""
+    """Build the length section: a histogram of text lengths in characters and statistics per split."""
     tables = {name: frame for name, frame in inputs.splits.items() if S.TEXT in frame}
     if not tables:
         return notice(inputs.why_missing("train split", "validation split", "test split"))
@@ -256,14 +264,14 @@ def lengths(inputs: ReportInputs, bins: int) -> str:
     )
 
 
-def _stat(values: pd.Series, which: str | float) -> float | None:
+def _stat(values: pd.Series, statistic: str | float) -> float | None:
     if values.empty:
         return None
-    if which == "min":
+    if statistic == "min":
         return float(values.min())
-    if which == "max":
+    if statistic == "max":
         return float(values.max())
-    return float(values.quantile(which))
+    return float(values.quantile(statistic))
 
 
 # --- quality gates --------------------------------------------------------------------------------
@@ -279,7 +287,7 @@ QUARANTINE_SOURCES: dict[str, tuple[str, str]] = {
 
 
 def quarantine(inputs: ReportInputs) -> str:
-    """Rows in, out and quarantined per stage, and the rows per reason code."""
+    """Build the quarantine section: rows in, out and quarantined per stage, and rows per reason code."""
     rows = []
     reasons: list[tuple[str, float]] = []
     absent = []
@@ -333,7 +341,7 @@ def _find_key(data: Any, predicate: Callable[[str], bool], path: str = "") -> di
 
 
 def pii(inputs: ReportInputs) -> str:
-    """The curate stage's counts of personal data it found and redacted, per kind."""
+    """Build the PII section: the curate stage's counts of personal data found and redacted, per kind."""
     if inputs.curate is None:
         return notice(inputs.why_missing("curate metrics"))
     found = _find_key(inputs.curate, lambda key: "pii" in key.lower())
@@ -360,7 +368,7 @@ def pii(inputs: ReportInputs) -> str:
 
 
 def splits(inputs: ReportInputs) -> str:
-    """Split strategy, sizes and shares."""
+    """Build the split section: strategy, sizes and shares."""
     metrics = inputs.split
     sizes = {name: size for name, size in _mapping(metrics, "sizes").items() if _number(size) is not None}
     if not sizes and inputs.splits:
@@ -404,7 +412,7 @@ def splits(inputs: ReportInputs) -> str:
 
 
 def leakage(inputs: ReportInputs) -> str:
-    """Leakage between each pair of splits per check (exact, near-duplicate, group, time order)."""
+    """Build the leakage section: rows per pair of splits and check (exact, near, group, time order)."""
     report = _mapping(inputs.split, "leakage")
     if not report:
         return notice(
@@ -448,7 +456,7 @@ def _rate(value: Any) -> str | None:
 
 
 def stability(inputs: ReportInputs) -> str:
-    """How much a baseline's test score moves between re-splits, folds and bootstrap resamples."""
+    """Build the stability section: the spread of a baseline's test score over re-splits and resamples."""
     report = _mapping(inputs.split, "stability")
     if not report:
         return notice(
@@ -467,9 +475,25 @@ def stability(inputs: ReportInputs) -> str:
     parts = []
     if rows:
         parts.append(table(["measure", "mean", "std", "min", "max", "n"], rows))
+    for key, value in list(other.items()):
+        if _is_records(value):
+            parts.append(f"<h3>{escape(key)}</h3>" + records_table(value))
+            del other[key]
     if other:
         parts.append(key_value_table(other))
     return "".join(parts)
+
+
+def _is_records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(item, Mapping) for item in value)
+
+
+def records_table(records: list[Mapping[str, Any]]) -> str:
+    """Return a table with one row per mapping and one column per key (in first-seen order)."""
+    columns: list[str] = []
+    for record in records:
+        columns += [str(key) for key in record if str(key) not in columns]
+    return table(columns, [[record.get(column) for column in columns] for record in records])
 
 
 def _spread_rows(prefix: str, value: Any) -> list[list[Any]]:
@@ -487,7 +511,7 @@ def _spread_rows(prefix: str, value: Any) -> list[list[Any]]:
 
 
 def augmentation(inputs: ReportInputs) -> str:
-    """Generated, accepted and rejected rows per method, and the measured effect on a baseline."""
+    """Build the augmentation section: rows generated, accepted and rejected, and the effect on a baseline."""
     metrics, effect = inputs.augment, inputs.augment_effect
     if metrics is None and effect is None:
         return notice(inputs.why_missing("augment metrics", "augment effect metrics"))
@@ -566,7 +590,7 @@ def augmentation(inputs: ReportInputs) -> str:
 
 
 def models(inputs: ReportInputs) -> str:
-    """Every baseline against the adapter on the same test split: a table and bars."""
+    """Build the model section: every baseline against the adapter on the same test split."""
     scores = _mapping(inputs.evaluate, "models")
     if not scores:
         return notice(
@@ -597,7 +621,7 @@ def models(inputs: ReportInputs) -> str:
 
 
 def training(inputs: ReportInputs) -> str:
-    """The adapter's best epoch and its training and validation curves."""
+    """Build the training section: the adapter's best epoch and its training and validation curves."""
     if inputs.train is None and inputs.train_curve is None:
         return notice(inputs.why_missing("train metrics", "training curve"))
     parts = []
@@ -623,7 +647,7 @@ def training(inputs: ReportInputs) -> str:
 
 
 def per_class(inputs: ReportInputs) -> str:
-    """Per-class F1 of every model, worst classes of the adapter first, cells shaded by F1."""
+    """Build the per-class section: F1 of every model per class, the adapter's worst classes first."""
     data = inputs.per_class or {}
     scores = {name: values for name, values in data.items() if isinstance(values, Mapping)}
     if not scores:
@@ -654,10 +678,11 @@ def per_class(inputs: ReportInputs) -> str:
 
 
 def confusion(inputs: ReportInputs, top: int) -> str:
-    """The adapter's confusion matrix as a heatmap, and its most frequent confusions."""
+    """Build the confusion section: the adapter's confusion matrix as a heatmap and its top confusions."""
     predictions = inputs.adapter_predictions
     if predictions is None or not {S.LABEL, "prediction"} <= set(predictions.columns):
         return notice(inputs.why_missing("adapter predictions"))
+
     gold = predictions[S.LABEL].astype("string").fillna("(no label)")
     predicted = predictions["prediction"].astype("string").fillna("(no prediction)")
     labels = sorted(set(gold) | set(predicted))
@@ -665,6 +690,7 @@ def confusion(inputs: ReportInputs, top: int) -> str:
     matrix = np.zeros((len(labels), len(labels)), dtype=int)
     for actual, guess in zip(gold, predicted, strict=True):
         matrix[index[actual], index[guess]] += 1
+
     support = matrix.sum(axis=1)
     pairs = [
         (int(matrix[i, j]), labels[i], labels[j], matrix[i, j] / support[i] if support[i] else 0.0)
@@ -673,6 +699,7 @@ def confusion(inputs: ReportInputs, top: int) -> str:
         if i != j and matrix[i, j] > 0
     ]
     pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+
     correct = int(np.trace(matrix))
     parts = [
         figures(
@@ -682,8 +709,8 @@ def confusion(inputs: ReportInputs, top: int) -> str:
                 ("confused", int(matrix.sum()) - correct),
             ]
         ),
-        "<p>Blue: correct predictions on the diagonal. Orange: confusions, shaded relative to the largest "
-        "one. Hover a cell for its count.</p>",
+        "<p>Rows: actual class. Columns: predicted class. Blue: correct predictions on the diagonal. "
+        "Orange: confusions, shaded relative to the largest one. Hover a cell for its count.</p>",
         svg.heatmap(labels, matrix.tolist(), title="confusion matrix of the adapter"),
         f"<h3>Top {min(top, len(pairs))} confusions</h3>",
         table(
@@ -697,7 +724,7 @@ def confusion(inputs: ReportInputs, top: int) -> str:
 
 
 def forgetting(inputs: ReportInputs) -> str:
-    """General-text perplexity with the adapter off and on, from the generation pipeline's metrics."""
+    """Build the forgetting section: general-text perplexity with the adapter off and on."""
     if not inputs.forgetting:
         return notice("not measured: " + inputs.why_missing("forgetting"))
     rows = []

@@ -11,12 +11,12 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-# Colour-blind-safe palette (Okabe and Ito, 2008), in the order series are drawn.
+# The Okabe-Ito palette, chosen to stay distinguishable with common colour blindness, in drawing order.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 TEXT_COLOUR = "#222"
 GRID_COLOUR = "#ddd"
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
-LABEL_CHAR_PX = 6.6  # approximate width of one character of the 12 px label font
+LABEL_CHAR_PX = 7.2  # upper estimate of the width of one character of the 12 px label font
 
 
 def _number(value: float) -> str:
@@ -152,6 +152,7 @@ def histogram(
     plot_height = height - top - bottom
     peak = max(max(counts), 1)
     bar_width = plot_width / len(counts)
+
     body = [
         f'<line x1="{left}" y1="{top + plot_height}" x2="{left + plot_width}" y2="{top + plot_height}" '
         f'stroke="{TEXT_COLOUR}"/>'
@@ -176,6 +177,7 @@ def histogram(
                 tooltip,
             )
         )
+
     tick_step = max(1, math.ceil(len(counts) / 8))
     for index in range(0, len(edges), tick_step):
         x = left + index * bar_width
@@ -194,6 +196,8 @@ def heatmap(
     cell: int | None = None,
 ) -> str:
     """Draw a square count matrix as shaded cells: rows are `labels[i]`, columns `labels[j]`.
+
+    The axes are named only in the cell tooltips; the caller captions the chart.
 
     Cells on the diagonal are blue, the others orange, both shaded by the count relative to the
     largest count of their kind, so that rare confusions stay visible next to large diagonals.
@@ -244,9 +248,7 @@ def heatmap(
                     f'{font} transform="rotate(-90 {_number(centre - 3)} {_number(margin - 4)})"',
                 )
             )
-    body.append(_text(grid_end / 2 + margin / 2, grid_end + 16, f"columns: {column_axis}", "middle"))
-    body.append(_text(4, grid_end + 16, f"rows: {row_axis}", "start"))
-    return _svg(grid_end + 8, grid_end + 24, body, title)
+    return _svg(grid_end + 8, grid_end + 8, body, title)
 
 
 def line_chart(

@@ -5,10 +5,10 @@ The allocation works in two passes:
 1. Groups of more than one row are taken in a seeded random order. Each goes to the bucket where
    it most reduces the summed squared gap between assigned and target rows per class, where a
    target is class size x bucket ratio. The random order keeps group size independent of the bucket.
-2. Rows that are groups of one fill the remaining gap class by class: the rows of a class are
-   shuffled and cut into counts that are the floor or the ceiling of their exact share, the extra
-   rows going to the buckets that earlier classes left shortest. The bucket totals stay within a
-   row or two of their targets.
+2. Rows that are groups of one fill the remaining gap class by class. The rows of a class are
+   shuffled and cut into counts that are the floor or the ceiling of their exact share. The rows
+   left after flooring go to the buckets that earlier classes left shortest, so the bucket totals
+   stay within a row or two of their targets.
 
 With no group of more than one row, every class gets within one row of its exact share in every
 bucket. With larger groups the result is a greedy approximation; `max_class_deviation_rows` in

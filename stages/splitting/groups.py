@@ -16,8 +16,8 @@ from stages.splitting.similarity import UnionFind, near_duplicate_pairs, shingle
 
 logger = logging.getLogger(__name__)
 
-# A cluster above this share of all rows usually means near-duplicate chains (A~B, B~C, ...)
-# joined unrelated rows; the split still works, but the stratification gets coarse.
+# A cluster above this share of all rows usually means that near-duplicate chains (A~B, B~C, ...)
+# joined unrelated rows. The split still works, but the stratification gets coarse.
 LARGE_GROUP_SHARE = 0.05
 
 

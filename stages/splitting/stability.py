@@ -1,4 +1,4 @@
-"""How noisy the evaluation is: a TF-IDF baseline's test scores over re-splits, folds and bootstrap resamples.
+"""Evaluation noise: the spread of a TF-IDF baseline's test scores over re-splits, folds and bootstraps.
 
 The baseline is the baselines stage's TF-IDF + logistic regression pipeline built from
 `baselines.tfidf`, so the spread reported here is the spread of the scores that stage reports.
@@ -60,9 +60,9 @@ def fit_tfidf(train: pd.DataFrame, tfidf: TfidfConfig, seed: int) -> Pipeline:
     """Fit the baselines stage's TF-IDF pipeline on the labelled train rows.
 
     NOTE: a final LogisticRegression using lbfgs is switched to newton-cg, which minimises the same
-    L2-regularised multinomial log-loss. On BANKING77 (9k train rows) it converged in 8 iterations
-    against 49 and ran 2.5 times faster on a 2-core machine, with 99% of test predictions equal,
-    so the spread measured here is that of the baselines stage's model up to solver tolerance.
+    L2-regularised multinomial log-loss. On BANKING77 (10k train rows, 2-core machine) it converged
+    in 8 iterations against 49 and ran about 2.5 times faster. 99% of its test predictions equalled
+    lbfgs's, so the spread measured here is that of the baselines stage's model up to solver tolerance.
     """
     train = _labelled(train)
     started = time.perf_counter()
@@ -253,8 +253,8 @@ def measure_stability(
 ) -> dict[str, Any]:
     """Measure the spread of the TF-IDF baseline's test scores for the configured strategy.
 
-    kfold scores every fold; strategies with a random choice re-split with `split.stability.seeds`
-    seeds; deterministic splits (temporal, predefined with its own validation split) report only
+    kfold scores every fold. Strategies with a random choice re-split with `split.stability.seeds`
+    seeds. Deterministic splits (temporal, predefined with its own validation split) report only
     the bootstrap spread of the written split's test score.
     """
     if not config.stability.enabled:

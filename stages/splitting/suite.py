@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from stages.core import schema as S
+from stages.core.expectations import validate
 
 GATE = "split_expectations"
 
@@ -26,9 +27,7 @@ def suite_parameters(splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
 def validate_splits(splits: dict[str, pd.DataFrame], suite: str | Path) -> dict[str, Any]:
     """Validate the three splits as one table (so row ids are checked for uniqueness across splits).
 
-    Raises GateError when an expectation of the suite fails; returns the validation summary.
+    Raises GateError when an expectation of severity error fails; returns the validation summary.
     """
-    from stages.core.expectations import validate
-
     combined = pd.concat([splits[name] for name in S.SPLIT_NAMES], ignore_index=True)
     return validate(combined, suite, gate=GATE, parameters=suite_parameters(splits))

@@ -51,7 +51,7 @@ def vocabulary(*texts: str) -> list[str]:
 
 
 def build_e2e_lm(folder: Path, frames: list[pd.DataFrame], extra_text: str = "", seed: int = 0) -> Path:
-    """Save a tiny random Llama whose word tokenizer knows the prompts, inputs and targets of `frames`."""
+    """Save a tiny random Llama whose word tokenizer covers the prompts, inputs and targets of `frames`."""
     prompt = PromptConfig()
     texts = ["system user assistant", prompt.instruction, prompt.plain_template, extra_text]
     for frame in frames:

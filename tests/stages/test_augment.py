@@ -9,16 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from augment_data import (
+    NORMALISE,
+    PLANTED_ANSWER,
+    VALIDATION_COPY,
+    build_splits,
+    config,
+    planted_generator,
+    run_planted,
+)
 from tiny_models import build_tiny_causal_lm, build_tiny_translation_model
 
 from stages import augment as stage
 from stages.augmentation.backtranslation import load_translator
 from stages.augmentation.config import AugmentConfig, BackTranslationConfig, FewShotConfig
 from stages.augmentation.edits import delete_words, edit_text, swap_words
-from stages.augmentation.fewshot import build_prompts, parse_candidates
+from stages.augmentation.fewshot import build_prompts, parse_candidates, run_fewshot
 from stages.augmentation.filters import class_cap_rejections
 from stages.augmentation.generators import fewshot_generate_fn
-from stages.augmentation.normalise import build_normaliser
 from stages.augmentation.pipeline import (
     AUGMENT_METHOD,
     GENERATOR_MODEL,
@@ -26,147 +34,22 @@ from stages.augmentation.pipeline import (
     PROMPT_HASH,
     Generators,
     augment_train,
+    check_train,
     target_labels,
 )
 from stages.core import schema as S
-from stages.core.errors import ParamsError
-from stages.core.local_lm import GenerationResult, load_lm
+from stages.core.errors import InputDataError, ParamsError
+from stages.core.local_lm import load_lm
 from stages.core.params import parse_value
 from stages.core.quarantine import REASON
 from stages.splitting.similarity import jaccard, normalise_text, shingles
 
 torch.set_num_threads(1)
 
-CARD_LOST = [
-    "i lost my card yesterday",
-    "my card is gone and i cannot find it",
-    "someone stole my bank card on the bus",
-    "how do i block a card that i lost",
-    "please freeze my card because it went missing",
-    "my wallet with the card was stolen last night",
-]
-TOP_UP = [
-    "how do i top up my account",
-    "can i add money with a bank transfer",
-    "my top up did not go through",
-    "what is the limit for a top up",
-    "is there a fee to top up with a card",
-    "top up by cash at the atm, is that possible",
-    "where can i see my top up history",
-    "the top up failed twice today",
-    "how long does a top up take to arrive",
-    "can my friend top up my account for me",
-]
-REFUND = [
-    "i want a refund for this purchase",
-    "the shop promised a refund but it has not arrived",
-    "how long does a refund take",
-    "my refund is missing from the statement",
-    "can i get my money back for a cancelled order",
-    "refund still pending after two weeks",
-    "where is the refund the merchant sent",
-    "i returned the item, when is the refund coming",
-]
-TEST_COPY = "my card was stolen at the train station yesterday evening"
-VALIDATION_COPY = "can i top up my account using apple pay please"
-NORMALISE = build_normaliser({})
-
-
-def rows(texts: list[str], label: str, split: str, prefix: str) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            S.ROW_ID: [f"{prefix}{index}" for index in range(len(texts))],
-            S.TEXT: texts,
-            S.LABEL: label,
-            S.SPLIT: split,
-            S.SYNTHETIC: False,
-        }
-    )
-    return frame.astype({S.ROW_ID: "string", S.TEXT: "string", S.LABEL: "string", S.SPLIT: "string"})
-
 
 @pytest.fixture
 def splits() -> dict[str, pd.DataFrame]:
-    train = pd.concat(
-        [
-            rows(CARD_LOST, "card_lost", "train", "lost-"),
-            rows(TOP_UP, "top_up", "train", "top-"),
-            rows(REFUND, "refund", "train", "ref-"),
-        ],
-        ignore_index=True,
-    )
-    validation = pd.concat(
-        [
-            rows([VALIDATION_COPY, "my card does not work abroad"], "top_up", "validation", "val-"),
-            rows(["refund for a double charge"], "refund", "validation", "val-r"),
-        ],
-        ignore_index=True,
-    )
-    test = pd.concat(
-        [
-            rows([TEST_COPY, "lost card, what now"], "card_lost", "test", "test-"),
-            rows(["top up with a new card"], "top_up", "test", "test-t"),
-        ],
-        ignore_index=True,
-    )
-    return {"train": train, "validation": validation, "test": test}
-
-
-def config(**overrides) -> AugmentConfig:
-    raw = {
-        "class_floor": 9,
-        "max_classes": None,
-        "backtranslation": {"enabled": False},
-        "edits": {"rows_per_class": 4},
-        "fewshot": {"prompts_per_class": 1, "k": 3, "examples_per_prompt": 3},
-        "filters": {"label_check": {"min_probability": 0.0}, "max_synthetic_share": 0.5},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return parse_value(raw, "augment", AugmentConfig)
-
-
-def planted_generator(answer: str, tokens: int = 10):
-    """Return a generating function that answers every prompt with `answer`."""
-    seen: list = []
-
-    def run(prompts):
-        seen.extend(prompts)
-        return GenerationResult(
-            texts=[answer] * len(prompts),
-            new_tokens=tokens * len(prompts),
-            seconds=0.5,
-            per_prompt_new_tokens=[tokens] * len(prompts),
-        )
-
-    run.seen = seen
-    return run
-
-
-PLANTED_ANSWER = (
-    "Here are three new messages:\n"
-    f"1. {TEST_COPY}\n"
-    f'2. "{TEST_COPY.upper()}!"\n'
-    "3. My card was stolen at the train station yesterday evening, help\n"
-    f"4. {VALIDATION_COPY}\n"
-    "5. somebody took my debit card from my bag at the market\n"
-    "I hope this helps!"
-)
-
-
-def run_planted(splits, cfg=None, answer=PLANTED_ANSWER, tokens=10):
-    generators = Generators(fewshot=planted_generator(answer, tokens), fewshot_model="planted-model")
-    return augment_train(
-        splits["train"],
-        {"validation": splits["validation"], "test": splits["test"]},
-        cfg or config(),
-        7,
-        generators,
-        NORMALISE,
-    )
+    return build_splits()
 
 
 def max_similarity(text: str, frame: pd.DataFrame) -> float:
@@ -308,7 +191,9 @@ def test_label_check_rejects_wrong_label(splits):
 
 def test_class_cap_limits_synthetic_share(splits):
     cfg = config(filters={"max_synthetic_share": 0.25, "label_check": {"min_probability": 0.0}})
-    result = run_planted(splits, cfg, answer="\n".join(f"{n}. a very different card text number {n} here" for n in range(1, 2)))
+    result = run_planted(
+        splits, cfg, answer="\n".join(f"{n}. a very different card text number {n} here" for n in range(1, 2))
+    )
     counts = result.train.groupby(S.LABEL)[S.SYNTHETIC].agg(["sum", "count"])
     assert ((counts["sum"] / counts["count"]) <= 0.25 + 1e-9).all()
     assert result.quarantine.counts().get("class_cap", 0) > 0
@@ -321,7 +206,9 @@ def test_class_cap_formula():
 
 def test_pii_in_generation_redacted(splits):
     answer = "1. my card is lost, call me on +44 20 7946 0958 or mail me at jo@example.com please"
-    cfg = config(edits={"enabled": False}, filters={"max_chars": 300, "label_check": {"min_probability": 0.0}})
+    cfg = config(
+        edits={"enabled": False}, filters={"max_chars": 300, "label_check": {"min_probability": 0.0}}
+    )
     result = run_planted(splits, cfg, answer=answer)
     texts = " ".join(pd.concat([result.new_rows[S.TEXT], result.quarantine.frame()[S.TEXT]]))
     assert "jo@example.com" not in texts
@@ -341,7 +228,8 @@ def test_prompt_contains_examples_and_label(splits):
     settings = FewShotConfig(k=2, prompts_per_class=2, examples_per_prompt=4)
     prompts = build_prompts(splits["train"], ["card_lost"], settings, seed=1)
     assert len(prompts) == 2
-    content = prompts[0].messages[-1]["content"]
+    assert prompts[0].messages[-1] == {"role": "assistant", "content": "1."}
+    content = prompts[0].messages[-2]["content"]
     assert '"card lost"' in content
     assert "Write 4 new" in content
     assert len(prompts[0].parent_ids) == 2
@@ -352,7 +240,9 @@ def test_prompt_contains_examples_and_label(splits):
 
 
 def test_template_without_examples_rejected():
-    with pytest.raises(ParamsError, match=r"augment\.fewshot\.template.*must contain the placeholders \['examples'\]"):
+    with pytest.raises(
+        ParamsError, match=r"augment\.fewshot\.template.*must contain the placeholders \['examples'\]"
+    ):
         parse_value({"fewshot": {"template": "Write {n} messages about {label}."}}, "augment", AugmentConfig)
 
 
@@ -391,7 +281,7 @@ def test_delete_keeps_one_word():
 
 def test_swap_keeps_words():
     generator = np.random.default_rng(0)
-    words = "one two three four five".split()
+    words = ["one", "two", "three", "four", "five"]
     swapped = swap_words(words, 0.4, generator)
     assert sorted(swapped) == sorted(words)
     assert swapped != words
@@ -412,10 +302,18 @@ def tiny_lm(tmp_path_factory):
 
 
 def run_tiny(splits, lm, seed):
-    cfg = config(fewshot={"max_new_tokens": 12, "temperature": 1.0, "top_p": 1.0}, filters={"min_words": 1, "min_chars": 1, "label_check": {"min_probability": 0.0}})
+    cfg = config(
+        fewshot={"max_new_tokens": 12, "temperature": 1.0, "top_p": 1.0},
+        filters={"min_words": 1, "min_chars": 1, "label_check": {"min_probability": 0.0}},
+    )
     generators = Generators(fewshot=fewshot_generate_fn(lm, cfg, seed), fewshot_model=lm.name)
     return augment_train(
-        splits["train"], {"validation": splits["validation"], "test": splits["test"]}, cfg, seed, generators, NORMALISE
+        splits["train"],
+        {"validation": splits["validation"], "test": splits["test"]},
+        cfg,
+        seed,
+        generators,
+        NORMALISE,
     )
 
 
@@ -480,7 +378,9 @@ def test_backtranslation_round_trip(splits, translation_models):
 def test_missing_translation_model_fails_clearly(tmp_path):
     missing = str(tmp_path / "no-such-model")
     settings = BackTranslationConfig(forward_model=missing, on_unavailable="fail")
-    with pytest.raises(ParamsError, match=r"`augment\.backtranslation\.forward_model` names a translation model"):
+    with pytest.raises(
+        ParamsError, match=r"`augment\.backtranslation\.forward_model` names a translation model"
+    ):
         load_translator(settings)
     with pytest.raises(ParamsError, match="on_unavailable: skip"):
         load_translator(settings)
@@ -517,8 +417,8 @@ def write_splits(splits: dict[str, pd.DataFrame], folder: Path) -> dict[str, Pat
 
 
 def prepared_tiny_lm(tmp_path: Path) -> Path:
-    from stages.prepare_model import prepare_model
     from stages.core.local_lm import LMConfig
+    from stages.prepare_model import prepare_model
 
     source = build_tiny_causal_lm(tmp_path / "tiny-source")
     out = tmp_path / "base_lm"
@@ -573,7 +473,26 @@ def test_packaged_model_generates(splits):
     cfg = config(class_floor=7, edits={"enabled": False}, fewshot={"max_new_tokens": 48})
     generators = Generators(fewshot=fewshot_generate_fn(lm, cfg, 1), fewshot_model=lm.name)
     result = augment_train(
-        splits["train"], {"validation": splits["validation"], "test": splits["test"]}, cfg, 1, generators, NORMALISE
+        splits["train"],
+        {"validation": splits["validation"], "test": splits["test"]},
+        cfg,
+        1,
+        generators,
+        NORMALISE,
     )
     assert result.metrics["methods"]["fewshot"]["generated"] > 0
     assert result.metrics["tokens_per_second"] > 0
+
+
+def test_assistant_prefix_put_back_before_parsing(splits):
+    generate_fn = planted_generator("my card went missing today\n2. i cannot find my bank card anywhere")
+    settings = FewShotConfig(prompts_per_class=1, k=2)
+    prompts = build_prompts(splits["train"], ["card_lost"], settings, seed=1)
+    outputs, _ = run_fewshot(prompts, generate_fn, max_new_tokens=100)
+    assert outputs[0].raw.startswith("1. my card went missing today")
+    assert outputs[0].candidates == ["my card went missing today", "i cannot find my bank card anywhere"]
+
+
+def test_train_without_label_column_rejected(splits):
+    with pytest.raises(InputDataError, match="column `label` is missing"):
+        check_train(splits["train"].drop(columns=[S.LABEL]), "train.parquet")

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from test_augment import NORMALISE, PLANTED_ANSWER, config, planted_generator, rows, splits  # noqa: F401
+from augment_data import NORMALISE, PLANTED_ANSWER, build_splits, config, planted_generator
 
 from stages import augment_effect as stage
 from stages.augmentation.config import EffectConfig
@@ -23,13 +23,18 @@ from stages.core import schema as S
 from stages.core.errors import ParamsError
 
 
-def test_sample_shots_per_class(splits):  # noqa: F811
+@pytest.fixture
+def splits() -> dict[str, pd.DataFrame]:
+    return build_splits()
+
+
+def test_sample_shots_per_class(splits):
     subset = sample_shots(splits["train"], 3, seed=1)
     assert subset[S.LABEL].value_counts().to_dict() == {"card_lost": 3, "top_up": 3, "refund": 3}
     assert set(subset[S.ROW_ID]) <= set(splits["train"][S.ROW_ID])
 
 
-def test_sample_shots_seeded(splits):  # noqa: F811
+def test_sample_shots_seeded(splits):
     first = sample_shots(splits["train"], 3, seed=1)
     second = sample_shots(splits["train"], 3, seed=1)
     other = sample_shots(splits["train"], 3, seed=2)
@@ -48,7 +53,7 @@ def test_effect_overrides_validated():
         effect_augment_config({"augment": {}}, effect)
 
 
-def test_effect_reports_both_scores(splits):  # noqa: F811
+def test_effect_reports_both_scores(splits):
     effect = EffectConfig(shots_per_class=4, repeats=2)
     cfg = config(target_classes="all")
 
@@ -99,7 +104,7 @@ def test_disabled_effect_writes_skip(tmp_path):
     }
 
 
-def test_stage_without_generation(splits, tmp_path):  # noqa: F811
+def test_stage_without_generation(splits, tmp_path):
     folder = tmp_path / "split"
     folder.mkdir()
     for name, frame in splits.items():
@@ -130,3 +135,21 @@ def test_stage_without_generation(splits, tmp_path):  # noqa: F811
     assert metrics["model"] == "tfidf"
     assert metrics["per_repeat"][0]["added_by_method"]["edits"] > 0
     assert isinstance(pd.Series(metrics).get("delta_macro_f1"), float)
+
+
+def test_lora_trainer_predicts_test_labels(small_splits, tiny_encoder):
+    params = {
+        "model": {"name": str(tiny_encoder)},
+        "train": {
+            "epochs": 1,
+            "batch_size": 16,
+            "threads": 1,
+            "max_length": 32,
+            "warmup_steps": 1,
+            "lora": {"r": 4, "target_modules": ["query"]},
+        },
+    }
+    fit_predict = stage.lora_fit_predict(params, small_splits["validation"], seed=0)
+    predictions = fit_predict(small_splits["train"], small_splits["test"])
+    assert len(predictions) == len(small_splits["test"])
+    assert set(predictions) <= set(small_splits["train"][S.LABEL])

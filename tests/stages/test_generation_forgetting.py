@@ -115,9 +115,9 @@ def test_perplexity_of_fitted_lines_far_below_vocabulary_size(general_model):
 
 def test_perplexity_independent_of_batch_size(general_model):
     model, tokenizer, lines = general_model
-    one, _ = perplexity(model, tokenizer, lines[:6], max_length=64, batch_size=1)
-    many, _ = perplexity(model, tokenizer, lines[:6], max_length=64, batch_size=4)
-    assert one == pytest.approx(many, rel=1e-4)
+    unbatched, _ = perplexity(model, tokenizer, lines[:6], max_length=64, batch_size=1)
+    batched, _ = perplexity(model, tokenizer, lines[:6], max_length=64, batch_size=4)
+    assert unbatched == pytest.approx(batched, rel=1e-4)
 
 
 def test_forgetting_gate_passes_unchanged_adapter(general_model):

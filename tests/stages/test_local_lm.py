@@ -13,6 +13,7 @@ from stages.core.local_lm import (
     PACKAGED_SMOLLM2,
     SOURCE_FILE,
     Sampling,
+    format_prompt,
     generate,
     load_lm,
     parse_lm_config,
@@ -124,3 +125,11 @@ def test_generate_rejects_mixed_prompt_kinds(tiny_lm):
 def test_sampling_rejects_invalid_top_p():
     with pytest.raises(ValueError, match="top_p must be in"):
         Sampling(top_p=0.0)
+
+
+def test_prefilled_assistant_message_continued(tiny_lm):
+    text = format_prompt(
+        tiny_lm, [{"role": "user", "content": "list"}, {"role": "assistant", "content": "1."}]
+    )
+    assert text.endswith("assistant 1.")
+    assert text.count("assistant") == 1

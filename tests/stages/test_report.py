@@ -60,8 +60,8 @@ def sections_of(html: str) -> dict[str, str]:
     return {name: " ".join(parts) for name, parts in parser.text.items()}
 
 
-# Elements and attributes through which a page loads something; data text may contain the same
-# words, so the check reads the parsed tags rather than searching the page's text.
+# Elements and attributes through which a page loads something. Data text may contain the same
+# words, so the check reads the parsed tags rather than the page's text.
 LOADING_TAGS = {"script", "link", "img", "image", "iframe", "frame", "object", "embed", "audio", "video"}
 LOADING_TAGS |= {"source", "track", "base", "use", "feimage"}
 URL_ATTRIBUTES = {

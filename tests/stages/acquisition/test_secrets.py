@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import shlex
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from stages import acquire as acquire_stage
 from stages.core.errors import InputDataError
 
 TOKEN = "planted-secret-5b1e9d0c"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BANKING77 = REPO_ROOT / "data" / "sources" / "banking77"
 
 
 def find_secret(folder: Path, secret: str) -> list[str]:
@@ -173,3 +180,111 @@ def test_sql_password_stays_out_of_outputs_and_logs(postgres_server, tmp_path, m
     assert TOKEN not in caplog.text
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
+
+
+# Stages after acquire, run with their dvc.yaml commands; together they write every kind of output.
+DOWNSTREAM_STAGES = ("curate", "split", "baselines", "train", "evaluate", "report")
+SECRET_LABELS = ["card_arrival", "change_pin", "exchange_rate", "lost_or_stolen_card"]
+
+
+def banking_rows(split: str, per_label: int) -> list[dict[str, Any]]:
+    raw = pd.read_csv(BANKING77 / f"{split}.csv")
+    raw = raw[raw["category"].isin(SECRET_LABELS)].groupby("category", sort=True).head(per_label)
+    return [
+        {"id": number, "body": text, "intent": label}
+        for number, (text, label) in enumerate(zip(raw["text"], raw["category"], strict=True), start=1)
+    ]
+
+
+def stage_command(stage: str) -> tuple[str, list[str]]:
+    """Return (module, arguments) of a stage's command in dvc.yaml."""
+    pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    words = shlex.split(pipeline["stages"][stage]["cmd"])
+    return words[2], words[3:]
+
+
+def pipeline_params(server_url: str, tiny_encoder: Path) -> dict[str, Any]:
+    return {
+        "seed": 0,
+        "model": {"name": str(tiny_encoder)},
+        "acquire": {
+            "sources": [
+                {
+                    "name": "tickets-api",
+                    "type": "http",
+                    "url": server_url,
+                    "records_path": "items",
+                    "headers_env": {"Authorization": {"env": "PLANTED_TOKEN", "prefix": "Bearer "}},
+                    "params_env": {"api_key": "PLANTED_TOKEN"},
+                    "pagination": {"type": "next_link"},
+                    "columns": {"text": "body", "label": "intent"},
+                    "split": "train",
+                },
+                {
+                    "name": "tickets-db",
+                    "type": "sql",
+                    "url_env": "PLANTED_SQLITE_URL",
+                    "query": "SELECT id, body, intent FROM tickets ORDER BY id",
+                    "columns": {"text": "body", "label": "intent"},
+                    "split": "test",
+                },
+            ]
+        },
+        "split": {"stability": {"enabled": False}},
+        "baselines": {"keyword_rules": {"card_arrival": ["arrive", "arrived"]}},
+        "train": {"epochs": 1, "batch_size": 16, "warmup_steps": 0, "max_length": 32, "threads": 1,
+                  "device": "cpu", "lora": {"r": 4, "target_modules": ["query"]}},
+        "evaluate": {"latency_rows": 2, "max_length": 32, "device": "cpu", "experiment": "planted"},
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_secret_stays_out_of_every_stage_output(
+    json_server, recorded_sleeps, tiny_encoder, tmp_path, monkeypatch, caplog, capsys
+):
+    train_rows = banking_rows("train", 24)
+    pages = [train_rows[: len(train_rows) // 2], train_rows[len(train_rows) // 2 :]]
+
+    def route(query: dict[str, str], headers: dict[str, str]):
+        if headers.get("Authorization") != f"Bearer {TOKEN}" or query.get("api_key") != TOKEN:
+            return 401, {}, {"error": "unauthorized"}
+        if query.get("page") == "2":
+            return 200, {}, {"items": pages[1]}
+        return 200, {}, {"items": pages[0], "next": f"/tickets?page=2&api_key={TOKEN}"}
+
+    json_server.routes["/tickets"] = route
+    database = tmp_path / "tickets.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE tickets (id INTEGER, body TEXT, intent TEXT)")
+        connection.executemany("INSERT INTO tickets VALUES (:id, :body, :intent)", banking_rows("test", 8))
+    # SQLite ignores unknown URI options, so the token rides along as one, as a real key would.
+    monkeypatch.setenv("PLANTED_SQLITE_URL", f"sqlite:///file:{database}?mode=ro&uri=true&token={TOKEN}")
+    monkeypatch.setenv("PLANTED_TOKEN", TOKEN)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "expectations").symlink_to(REPO_ROOT / "expectations", target_is_directory=True)
+    params = pipeline_params(json_server.url("/tickets"), tiny_encoder)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    caplog.set_level(logging.DEBUG)
+
+    for stage in ("acquire", *DOWNSTREAM_STAGES):
+        module, arguments = stage_command(stage)
+        importlib.import_module(module).main(arguments)
+
+    rows = pq.read_table(tmp_path / "data" / "raw" / "rows.parquet").to_pandas()
+    assert len(rows) == len(train_rows) + 32
+    assert (tmp_path / "mlflow.db").is_file()
+    assert (tmp_path / "reports" / "report.html").is_file()
+    assert find_secret(tmp_path, TOKEN) == []
+    assert TOKEN not in caplog.text
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["planted"])
+    assert len(runs) >= 1
+    logged = " ".join(str(value) for value in runs.iloc[0].to_dict().values())
+    assert "PLANTED_TOKEN" in logged  # the variable's name is logged as a param, its value never
+    assert TOKEN not in logged

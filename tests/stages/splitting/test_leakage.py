@@ -4,7 +4,7 @@ import time
 
 import pandas as pd
 import pytest
-from split_data import banking_rows, split_config, with_timestamps
+from split_data import banking_rows, e2e_rows, split_config, with_timestamps
 
 from stages.core import schema as S
 from stages.core.errors import GateError
@@ -139,3 +139,23 @@ def test_banking77_official_split_overlap_measured():
     assert pair["near"]["rows"] == 9
     assert report["train_vs_validation"] == {"skipped": "the validation split is empty"}
     assert elapsed < 20
+
+
+def test_predefined_straddling_group_reported():
+    frame = e2e_rows(limit=600)
+    meaning = frame[S.GROUP].drop_duplicates()
+    test_groups = set(meaning.iloc[::5])
+    frame[S.SPLIT] = frame[S.GROUP].map(lambda group: "test" if group in test_groups else "train")
+    straddling = meaning.iloc[0]
+    rows = frame.index[frame[S.GROUP] == straddling]
+    frame.loc[rows[: len(rows) // 2], S.SPLIT] = "train"
+    config = split_config(group_by="column")
+
+    result = split_rows(frame, config, seed=0)
+    report = check_leakage(result.splits, config, time_order=False)
+
+    shared = report["train_vs_test"]["group"]["groups"] + report["validation_vs_test"]["group"]["groups"]
+    assert shared == 1
+    assert report["train_vs_validation"]["group"]["rows"] == 0
+    with pytest.raises(GateError, match=r"_vs_test: group leakage on \d+ rows"):
+        enforce_leakage_gate(report, config.leakage)
