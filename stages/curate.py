@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from stages.curation.config import CurateConfig, parse_task_type
 from stages.curation.pipeline import CurationResult, curate
 
 logger = logging.getLogger(__name__)
+
+# Data Docs sites under --docs-dir, one per suite.
+DOCS_SITES = ("raw", "curated")
 
 
 def suite_parameters(config: CurateConfig, task_type: str, seed: int) -> dict[str, Any]:
@@ -42,7 +46,8 @@ def slim_summary(summary: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     slim = {key: value for key, value in summary.items() if key != "expectations"}
     slim["expectations"] = [
-        {key: value for key, value in entry.items() if key != "kwargs"} | {"column": entry["kwargs"].get("column")}
+        {key: value for key, value in entry.items() if key != "kwargs"}
+        | {"column": entry["kwargs"].get("column")}
         for entry in summary["expectations"]
     ]
     return slim
@@ -50,9 +55,12 @@ def slim_summary(summary: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def write_docs_index(docs_dir: Path, suites: list[str]) -> None:
     """Write an index page linking the Data Docs site of each suite."""
-    links = "\n".join(f'    <li><a href="{html.escape(name)}/index.html">{html.escape(name)}</a></li>' for name in suites)
+    links = "\n".join(
+        f'    <li><a href="{html.escape(name)}/index.html">{html.escape(name)}</a></li>' for name in suites
+    )
     page = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>curate: expectation results</title></head>\n"
+        "<!DOCTYPE html>\n"
+        '<html><head><meta charset="utf-8"><title>curate: expectation results</title></head>\n'
         f"<body>\n  <h1>curate: expectation results</h1>\n  <ul>\n{links}\n  </ul>\n</body></html>\n"
     )
     with atomic_path(docs_dir / "index.html") as tmp:
@@ -63,11 +71,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--rows", required=True, help="Parquet table of acquired rows (input)")
     parser.add_argument("--out", required=True, help="Parquet table of curated rows")
-    parser.add_argument("--quarantine", required=True, help="Parquet table of removed rows with their reasons")
+    parser.add_argument(
+        "--quarantine", required=True, help="Parquet table of removed rows with their reasons"
+    )
     parser.add_argument("--metrics", required=True, help="JSON metrics file")
     parser.add_argument("--suite", required=True, help="expectation suite that gates the curated rows")
-    parser.add_argument("--raw-suite", help="expectation suite run on the raw rows (only its error-severity checks stop the stage)")
-    parser.add_argument("--docs-dir", help="folder for the Great Expectations Data Docs (HTML), one site per suite")
+    parser.add_argument(
+        "--raw-suite",
+        help="expectation suite run on the raw rows (only its error-severity checks stop the stage)",
+    )
+    parser.add_argument(
+        "--docs-dir", help="folder for the Great Expectations Data Docs (HTML), one site per suite"
+    )
     parser.add_argument("--label-issues", help="Parquet table of rows whose label the label check suspects")
     args = parser.parse_args(argv)
 
@@ -79,27 +94,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     docs_dir = Path(args.docs_dir) if args.docs_dir else None
 
     raw = read_table(args.rows)
-    raw_summary = None
-    if args.raw_suite:
-        raw_summary = validate(
-            raw, args.raw_suite, gate="raw rows", parameters=parameters, docs_dir=docs_dir / "raw" if docs_dir else None
-        )
-
-    result = curate(raw, config, task_type, seed, source=args.rows)
-    logger.info(
-        "curated %d of %d rows; quarantined %d: %s",
-        result.metrics["rows_out"],
-        result.metrics["rows_in"],
-        result.metrics["rows_quarantined"],
-        {reason: count for reason, count in result.metrics["quarantine_reasons"].items() if count},
-    )
+    if docs_dir is not None:
+        # Pages of an earlier run must not sit next to this run's pages if a gate stops it early.
+        for name in DOCS_SITES:
+            shutil.rmtree(docs_dir / name, ignore_errors=True)
     try:
+        raw_summary = None
+        if args.raw_suite:
+            raw_summary = validate(
+                raw,
+                args.raw_suite,
+                gate="raw rows",
+                parameters=parameters,
+                docs_dir=docs_dir / "raw" if docs_dir else None,
+            )
+
+        result = curate(raw, config, task_type, seed, source=args.rows)
+        logger.info(
+            "curated %d of %d rows; quarantined %d: %s",
+            result.metrics["rows_out"],
+            result.metrics["rows_in"],
+            result.metrics["rows_quarantined"],
+            {reason: count for reason, count in result.metrics["quarantine_reasons"].items() if count},
+        )
         curated_summary = validate(
-            result.rows, args.suite, gate="curated rows", parameters=parameters, docs_dir=docs_dir / "curated" if docs_dir else None
+            result.rows,
+            args.suite,
+            gate="curated rows",
+            parameters=parameters,
+            docs_dir=docs_dir / "curated" if docs_dir else None,
         )
     finally:
         if docs_dir is not None:
-            write_docs_index(docs_dir, [name for name in ("raw", "curated") if (docs_dir / name).is_dir()])
+            write_docs_index(docs_dir, [name for name in DOCS_SITES if (docs_dir / name).is_dir()])
 
     metrics = dict(result.metrics)
     metrics["expectations"] = {"raw": slim_summary(raw_summary), "curated": slim_summary(curated_summary)}

@@ -1,8 +1,8 @@
 """report: one self-contained HTML page about a data version, from the metrics and tables of every stage.
 
-Sections: sources and provenance, class distribution, text lengths, quarantine per stage, PII,
-split sizes, leakage, stability, augmentation, baselines against the adapter, training curves,
-per-class F1, the confusion matrix and forgetting. Every input is optional: a stage that has not
+Sections: sources and provenance, class distribution, text lengths, quarantine per stage,
+expectation suites, PII, split sizes, leakage, stability, augmentation, baselines against the
+adapter, training curves, per-class F1, the confusion matrix and forgetting. Every input is optional: a stage that has not
 run leaves its section with a note. The page loads nothing from elsewhere (inline CSS and SVG),
 and it is logged to MLflow with the evaluation run it describes.
 """
@@ -46,6 +46,7 @@ SECTIONS: list[tuple[str, str, Callable[[ReportInputs, ReportConfig], str]]] = [
     ("classes", "Class distribution", lambda inputs, _: sections.classes(inputs)),
     ("lengths", "Text lengths", lambda inputs, config: sections.lengths(inputs, config.length_bins)),
     ("quarantine", "Quarantine per stage", lambda inputs, _: sections.quarantine(inputs)),
+    ("expectations", "Expectation suites", lambda inputs, _: sections.expectations(inputs)),
     ("pii", "Personal data found and redacted", lambda inputs, _: sections.pii(inputs)),
     ("splits", "Split sizes", lambda inputs, _: sections.splits(inputs)),
     ("leakage", "Leakage between splits", lambda inputs, _: sections.leakage(inputs)),

@@ -16,7 +16,7 @@ from pydantic import Field
 from stages.baselines import load_labelled
 from stages.core import schema as S
 from stages.core.cli import run_stage, stage_parser
-from stages.core.errors import ParamsError
+from stages.core.errors import InputDataError, ParamsError
 from stages.core.io import atomic_dir, atomic_path, write_json
 from stages.core.models import resolve_model
 from stages.core.params import ModelConfig, StageConfig, TaskConfig, parse_section, parse_seed, read_params
@@ -182,6 +182,45 @@ def save_adapter_folder(model, tokenizer, labels: list[str], info: dict, out: Pa
         save_adapter(model, tokenizer, labels, info, folder)
 
 
+def cross_validate_adapter(
+    folds: pd.DataFrame, config: TrainConfig, model_config: ModelConfig, seed: int
+) -> dict:
+    """Train one adapter per K-fold fold and report the spread of their validation scores.
+
+    Rows with fold -1 belong to classes too small for every fold, so they stay in train for
+    every fold.
+    """
+    fold_ids = sorted(int(fold) for fold in folds["fold"].dropna().unique() if int(fold) >= 0)
+    per_fold = []
+    for fold in fold_ids:
+        logger.info("cross-validation: training the adapter for fold %d of %d", fold + 1, len(fold_ids))
+        in_fold = folds["fold"] == fold
+        _, _, _, result, _ = train_classifier(folds[~in_fold], folds[in_fold], config, model_config, seed)
+        best = result.history[result.best_epoch - 1]
+        per_fold.append(
+            {
+                "fold": fold,
+                "best_epoch": result.best_epoch,
+                "validation_accuracy": best["validation_accuracy"],
+                "validation_macro_f1": best["validation_macro_f1"],
+            }
+        )
+    summary: dict = {"folds": len(per_fold), "per_fold": per_fold}
+    for metric in ("validation_accuracy", "validation_macro_f1"):
+        values = np.array([row[metric] for row in per_fold])
+        summary[f"{metric}_mean"] = float(values.mean())
+        summary[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return summary
+
+
+def adapter_per_fold_requested(params: dict) -> bool:
+    """Return whether the split params ask for one adapter per K-fold fold."""
+    from stages.splitting.config import SplitConfig
+
+    split = parse_section(params, "split", SplitConfig)
+    return split.strategy == "kfold" and split.kfold.train_adapter_per_fold
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--train", required=True, help="Parquet table of train rows")
@@ -190,6 +229,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--checkpoints", required=True, help="folder for the resumable checkpoint")
     parser.add_argument("--metrics", required=True, help="JSON metrics file")
     parser.add_argument("--curve", required=True, help="CSV of per-epoch loss and validation scores")
+    parser.add_argument(
+        "--folds",
+        help="K-fold table of the split stage; used when split.kfold.train_adapter_per_fold is true",
+    )
     args = parser.parse_args(argv)
 
     params = read_params(args.params)
@@ -215,8 +258,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     save_adapter_folder(model, tokenizer, labels, info, Path(args.out))
     best = result.history[result.best_epoch - 1]
+    cross_validation = None
+    if adapter_per_fold_requested(params):
+        if not args.folds or not Path(args.folds).is_file():
+            raise InputDataError(
+                str(args.folds),
+                "the K-fold table is missing",
+                "Run the split stage with strategy kfold before training an adapter per fold.",
+            )
+        cross_validation = cross_validate_adapter(
+            load_labelled(args.folds, "folds"), config, model_config, seed
+        )
     write_json(
         {
+            **({"cross_validation": cross_validation} if cross_validation else {}),
             "best_epoch": result.best_epoch,
             "validation_accuracy": best["validation_accuracy"],
             "validation_macro_f1": best["validation_macro_f1"],

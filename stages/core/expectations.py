@@ -28,7 +28,7 @@ Suite files are JSON in a small project format, so that they stay readable and r
 - `severity` is "error" (the default: a failure raises GateError) or "warning" (a failure is
   logged and reported, nothing more).
 - `when` skips the expectation unless every dotted path in `parameters` equals the given
-  value; `{"$not_empty": true}` instead requires a non-empty value (a list, mapping or string).
+  value. A condition `{"$not_empty": true}` requires a non-empty list, mapping or string instead.
 - `derived_columns` are computed on a copy of the frame before validation:
   `value_count` is the number of rows sharing the row's value of `column` (so "at least N rows
   per class" becomes a per-row bound); `normalised_key` joins `columns` after case-folding and
@@ -87,7 +87,9 @@ def validate(
     results = _run_great_expectations(data, suite["name"], selected, docs_dir)
     summary = _summarise(suite, suite_path, selected, skipped, results, data)
 
-    failed_warnings = [item for item in summary["expectations"] if not item["success"] and item["severity"] == "warning"]
+    failed_warnings = [
+        item for item in summary["expectations"] if not item["success"] and item["severity"] == "warning"
+    ]
     for item in failed_warnings:
         logger.warning("suite %s (warning): %s", suite["name"], _describe(item, len(data)))
     if not summary["success"]:
@@ -105,30 +107,46 @@ def validate(
 def load_suite(path: Path) -> dict[str, Any]:
     """Read and check the structure of a suite file; errors name the file and expectation."""
     if not path.is_file():
-        raise InputDataError(str(path), "expectation suite not found", "Check the --suite path or restore the file.")
+        raise InputDataError(
+            str(path), "expectation suite not found", "Check the --suite path or restore the file."
+        )
     try:
         suite = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise InputDataError(str(path), f"invalid JSON at line {exc.lineno}: {exc.msg}", "Fix the JSON syntax.") from None
+        raise InputDataError(
+            str(path), f"invalid JSON at line {exc.lineno}: {exc.msg}", "Fix the JSON syntax."
+        ) from None
     if not isinstance(suite, dict) or not isinstance(suite.get("name"), str) or not suite["name"]:
         raise InputDataError(str(path), "a suite must be an object with a non-empty `name`", "Add a `name`.")
     expectations = suite.get("expectations")
     if not isinstance(expectations, list) or not expectations:
-        raise InputDataError(str(path), "`expectations` must be a non-empty list", "List at least one expectation.")
+        raise InputDataError(
+            str(path), "`expectations` must be a non-empty list", "List at least one expectation."
+        )
     for number, item in enumerate(expectations):
         where = f"expectation #{number}"
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             raise InputDataError(str(path), f"{where} needs a `type` string", "Add the expectation type.")
         if not isinstance(item.get("kwargs", {}), dict):
-            raise InputDataError(str(path), f"{where} ({item['type']}): `kwargs` must be an object", "Fix `kwargs`.")
+            raise InputDataError(
+                str(path), f"{where} ({item['type']}): `kwargs` must be an object", "Fix `kwargs`."
+            )
         if item.get("severity", "error") not in SEVERITIES:
             raise InputDataError(
-                str(path), f"{where} ({item['type']}): severity {item.get('severity')!r} is unknown", "Use error or warning."
+                str(path),
+                f"{where} ({item['type']}): severity {item.get('severity')!r} is unknown",
+                "Use error or warning.",
             )
         if not isinstance(item.get("when", {}), dict):
-            raise InputDataError(str(path), f"{where} ({item['type']}): `when` must be an object", "Fix `when`.")
+            raise InputDataError(
+                str(path), f"{where} ({item['type']}): `when` must be an object", "Fix `when`."
+            )
     for number, derived in enumerate(suite.get("derived_columns", [])):
-        if not isinstance(derived, dict) or derived.get("kind") not in DERIVED_KINDS or not derived.get("name"):
+        if (
+            not isinstance(derived, dict)
+            or derived.get("kind") not in DERIVED_KINDS
+            or not derived.get("name")
+        ):
             raise InputDataError(
                 str(path),
                 f"derived column #{number} needs a `name` and a `kind` ({', '.join(DERIVED_KINDS)})",
@@ -208,9 +226,19 @@ def _select_expectations(
             meta["notes"] = item["notes"]
         try:
             expectation = expectation_class(**kwargs, meta=meta)
-        except Exception as exc:  # pydantic reports bad arguments with its own error types
-            raise InputDataError(str(path), f"{where}: invalid kwargs {kwargs}: {exc}", "Fix the kwargs of that expectation.") from None
-        selected.append({"number": number, "type": item["type"], "kwargs": kwargs, "severity": meta["severity"], "expectation": expectation})
+        except (TypeError, ValueError) as exc:  # GX validates arguments with pydantic.v1 (a ValueError)
+            raise InputDataError(
+                str(path), f"{where}: invalid kwargs {kwargs}: {exc}", "Fix the kwargs of that expectation."
+            ) from None
+        selected.append(
+            {
+                "number": number,
+                "type": item["type"],
+                "kwargs": kwargs,
+                "severity": meta["severity"],
+                "expectation": expectation,
+            }
+        )
     return selected, skipped
 
 
@@ -222,12 +250,19 @@ def _with_derived_columns(frame: pd.DataFrame, suite: dict[str, Any], path: Path
     for spec in derived:
         name = spec["name"]
         if name in data.columns:
-            raise InputDataError(str(path), f"derived column {name!r} already exists in the data", "Rename the derived column.")
+            raise InputDataError(
+                str(path), f"derived column {name!r} already exists in the data", "Rename the derived column."
+            )
         sources = spec.get("columns") or [spec.get("column")]
         missing = [column for column in sources if column not in data.columns]
         if missing:
             # The expectation on the derived column fails with a clear "column not found" instead.
-            logger.warning("suite %s: derived column %s skipped, source column %s missing", suite["name"], name, missing[0])
+            logger.warning(
+                "suite %s: derived column %s skipped, source column %s missing",
+                suite["name"],
+                name,
+                missing[0],
+            )
             continue
         if spec["kind"] == "value_count":
             column = data[sources[0]]
@@ -261,8 +296,8 @@ def _run_great_expectations(
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # great_expectations.data_context.types.base pins its logger to INFO (GX 1.24), which logs a
-    # line per context; keep it as quiet as the rest of the library.
+    # GX 1.24 pins the logger of great_expectations.data_context.types.base to INFO, so every
+    # context logs a line. Set it back to WARNING like the rest of the library.
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -270,12 +305,16 @@ def _run_great_expectations(
         context.delete_data_docs_site(site)
 
     batch_definition = (
-        context.data_sources.add_pandas("frames").add_dataframe_asset("rows").add_batch_definition_whole_dataframe("all rows")
+        context.data_sources.add_pandas("frames")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all rows")
     )
     suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
     for item in selected:
         suite.add_expectation(item["expectation"])
-    definition = context.validation_definitions.add(gx.ValidationDefinition(data=batch_definition, suite=suite, name=suite_name))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch_definition, suite=suite, name=suite_name)
+    )
 
     actions = []
     staging = None
@@ -289,7 +328,10 @@ def _run_great_expectations(
             {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(staging),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
@@ -326,7 +368,9 @@ def _summarise(
     results: list[Any],
     data: pd.DataFrame,
 ) -> dict[str, Any]:
-    sources = {spec["name"]: spec.get("columns") or [spec.get("column")] for spec in suite.get("derived_columns", [])}
+    sources = {
+        spec["name"]: spec.get("columns") or [spec.get("column")] for spec in suite.get("derived_columns", [])
+    }
     items = []
     for item, result in zip(selected, results, strict=True):
         entry: dict[str, Any] = {
@@ -364,7 +408,11 @@ def _summarise(
 def _exception_message(result: Any) -> str | None:
     info = result.exception_info or {}
     # exception_info is one dict, or a dict of dicts keyed by metric when several metrics failed.
-    candidates = [info] if "raised_exception" in info else [value for value in info.values() if isinstance(value, dict)]
+    candidates = (
+        [info]
+        if "raised_exception" in info
+        else [value for value in info.values() if isinstance(value, dict)]
+    )
     for candidate in candidates:
         if candidate.get("raised_exception"):
             message = str(candidate.get("exception_message") or "raised an exception")
@@ -372,7 +420,9 @@ def _exception_message(result: Any) -> str | None:
     return None
 
 
-def _examples(details: Mapping[str, Any], column: str | None, sources: dict[str, list[str]], data: pd.DataFrame) -> list[str]:
+def _examples(
+    details: Mapping[str, Any], column: str | None, sources: dict[str, list[str]], data: pd.DataFrame
+) -> list[str]:
     """Return a few unexpected rows as "row <row_id>: <value>" strings."""
     positions = list(details.get("partial_unexpected_index_list") or [])[:EXAMPLES]
     values = list(details.get("partial_unexpected_list") or [])[:EXAMPLES]
@@ -424,9 +474,13 @@ def _describe(entry: Mapping[str, Any], rows: int) -> str:
 
 
 def _failure_message(summary: Mapping[str, Any], path: Path, rows: int) -> str:
-    failed = [entry for entry in summary["expectations"] if not entry["success"] and entry["severity"] == "error"]
-    lines = [f"suite {summary['suite']} ({path}): {len(failed)} of {summary['evaluated']} expectations failed on {rows} rows"]
+    failed = [
+        entry for entry in summary["expectations"] if not entry["success"] and entry["severity"] == "error"
+    ]
+    lines = [
+        f"suite {summary['suite']} ({path}): {len(failed)} of {summary['evaluated']} expectations "
+        f"failed on {rows} rows"
+    ]
     lines += [f"- {_describe(entry, rows)}" for entry in failed]
     lines.append("Fix the data or the rule that let it through; Data Docs (if built) show every result.")
     return "\n".join(lines)
-

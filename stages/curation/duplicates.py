@@ -72,7 +72,8 @@ def exact_duplicate_decisions(
         matched = first_guarded.loc[table.loc[repeats_guarded, "key"]]
         reasons[repeats_guarded] = DUPLICATES_TEST_ROW
         details[repeats_guarded] = [
-            f"same text as {split} row {row_id}" for row_id, split in zip(matched["row_id"], matched["split"], strict=True)
+            f"same text as {split} row {row_id}"
+            for row_id, split in zip(matched["row_id"], matched["split"], strict=True)
         ]
     metrics["protected_duplicates_kept"] = int(guarded.duplicated("key").sum())
     metrics["protected_label_conflicts_kept"] = int((guarded.groupby("key")["label"].nunique() > 1).sum())
@@ -104,7 +105,9 @@ def _mark_repeats(rows: pd.DataFrame, reasons: pd.Series, details: pd.Series) ->
 
 
 def _mark_all_conflicting(rows: pd.DataFrame, reasons: pd.Series, details: pd.Series) -> None:
-    labels_per_key = rows.groupby("key", sort=False)["label"].agg(lambda labels: ", ".join(sorted(set(labels))))
+    labels_per_key = rows.groupby("key", sort=False)["label"].agg(
+        lambda labels: ", ".join(sorted(set(labels)))
+    )
     reasons[rows.index] = CONFLICTING_LABELS
     details[rows.index] = ("same text carries labels " + rows["key"].map(labels_per_key)).to_numpy()
 
@@ -129,4 +132,3 @@ def _resolve_by_majority(rows: pd.DataFrame, reasons: pd.Series, details: pd.Ser
         for label, winner in zip(outvoted["label"], winning_label[outvoted.index], strict=True)
     ]
     _mark_repeats(decided[decided["label"] == winning_label], reasons, details)
-

@@ -73,7 +73,9 @@ def oversample(frame: pd.DataFrame, seed: int, target: int | None = None) -> pd.
             # Whole copies of the class first, then a random remainder: no row is repeated
             # more than once above any other row of its class.
             repeats, remainder = divmod(missing, len(rows))
-            chosen = np.concatenate([np.tile(rows, repeats), np.sort(generator.choice(rows, remainder, replace=False))])
+            chosen = np.concatenate(
+                [np.tile(rows, repeats), np.sort(generator.choice(rows, remainder, replace=False))]
+            )
             extra.append(chosen)
     if not extra:
         return frame.reset_index(drop=True)
@@ -104,7 +106,9 @@ def undersample(frame: pd.DataFrame, seed: int, target: int | None = None) -> pd
 
 def _check_labels(frame: pd.DataFrame, operation: str) -> None:
     if LABEL not in frame.columns:
-        raise InputDataError(operation, "the rows have no `label` column", "Resample classification rows only.")
+        raise InputDataError(
+            operation, "the rows have no `label` column", "Resample classification rows only."
+        )
     if frame.empty:
         raise InputDataError(operation, "there are no rows to resample", "Check the train split.")
     if frame[LABEL].isna().any():

@@ -1,11 +1,11 @@
 """Label-error detection with confident learning (cleanlab) on out-of-fold predicted probabilities.
 
 The model is a TF-IDF bag of word n-grams with a logistic-regression classifier trained by SGD
-(`SGDClassifier(loss="log_loss")`): on BANKING77 it reaches the accuracy of an L-BFGS logistic
-regression in a fraction of the time, so the whole check stays within seconds. Every row gets
-probabilities from a model that never saw it (stratified k-fold), and
-`cleanlab.filter.find_label_issues` flags rows whose given label the model contradicts with
-more confidence than the per-class thresholds it estimates from those probabilities.
+(`SGDClassifier(loss="log_loss")`). On BANKING77 train with 5% of the labels flipped it matched
+the out-of-fold accuracy of an L-BFGS logistic regression (0.868 for both) in 2 s instead of
+14 s on 2 CPU cores, so the whole check takes seconds. Every row gets probabilities from a
+model that never saw it (stratified k-fold). `cleanlab.filter.find_label_issues` then flags
+the rows whose given label confident learning judges wrong; `filter_by` picks the method.
 """
 
 from __future__ import annotations
@@ -16,12 +16,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from cleanlab.filter import find_label_issues
 from pydantic import Field
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from stages.core.params import StageConfig
 
@@ -30,8 +25,8 @@ logger = logging.getLogger(__name__)
 LABEL_ISSUE = "label_issue"
 
 # cleanlab.filter.find_label_issues filters. The confident-learning ones (prune_by_*, both,
-# confident_learning) flag the off-diagonal entries of the confident joint; the low_* ones rank
-# rows by a label-quality score and flag as many as confident learning estimates. On BANKING77
+# confident_learning) flag the off-diagonal entries of the confident joint. The low_* ones rank
+# rows by a label-quality score and flag as many rows as confident learning estimates. On BANKING77
 # train with 5% of labels flipped at random, low_self_confidence found 0.89 of the flips at a
 # precision of 0.91 and prune_by_noise_rate 0.75 at 0.58 (5 folds, 5 epochs, flips drawn with seed 0).
 FilterBy = Literal[
@@ -71,6 +66,12 @@ def out_of_fold_probabilities(
     texts: pd.Series, codes: np.ndarray, config: LabelIssueConfig, seed: int
 ) -> np.ndarray:
     """Return each row's class probabilities from a model trained on the other folds."""
+    # scikit-learn and cleanlab take seconds to import; only runs with the check enabled pay that.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     features = TfidfVectorizer(
         ngram_range=(1, config.ngram_max), sublinear_tf=True, min_df=1, dtype=np.float32
     ).fit_transform(texts.astype(str).tolist())
@@ -105,6 +106,8 @@ def detect_label_issues(
     if labels.nunique() < 2:
         logger.info("label check skipped: fewer than two classes with at least %d rows", config.cv_folds)
         return empty_issues(), metrics
+
+    from cleanlab.filter import find_label_issues
 
     codes, classes = pd.factorize(labels, sort=True)
     probabilities = out_of_fold_probabilities(texts, codes, config, seed)

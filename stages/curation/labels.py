@@ -14,7 +14,7 @@ LABEL_NOT_ALLOWED = "label_not_allowed"
 
 
 class LabelConfig(StageConfig):
-    """How labels are normalised and which labels a row may carry (classification only)."""
+    """Label normalisation settings and the set of allowed labels (classification only)."""
 
     casefold: bool = True
     aliases: dict[str, str] = {}
@@ -27,13 +27,16 @@ class LabelConfig(StageConfig):
         chained = sorted(set(aliases.values()) & set(aliases))
         if chained:
             raise ValueError(
-                f"aliases: {chained[0]!r} is both an alias and an alias target; map every alias straight to its final label"
+                f"aliases: {chained[0]!r} is both an alias and an alias target; "
+                "map every alias straight to its final label"
             )
         allowed = set(self.folded_allowed())
         if allowed:
             outside = sorted(set(aliases.values()) - allowed)
             if outside:
-                raise ValueError(f"aliases: target {outside[0]!r} is not in `allowed`; add it there or fix the alias")
+                raise ValueError(
+                    f"aliases: target {outside[0]!r} is not in `allowed`; add it there or fix the alias"
+                )
         return self
 
     def fold(self, label: str) -> str:

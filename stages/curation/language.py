@@ -18,7 +18,7 @@ DEFAULT_CANDIDATES = ["en", "de", "fr", "es", "it", "pt", "nl", "pl", "sv", "tr"
 
 
 class LanguageConfig(StageConfig):
-    """Which languages are kept and how sure the detector must be before a row is removed."""
+    """Kept languages, detector candidates, and the length and confidence a removal needs."""
 
     keep: list[str] = ["en"]
     detect_among: list[str] = Field(default_factory=lambda: sorted(DEFAULT_CANDIDATES))
@@ -32,7 +32,9 @@ class LanguageConfig(StageConfig):
         for code in codes:
             code = str(code).strip().lower()
             if not hasattr(IsoCode639_1, code.upper()):
-                raise ValueError(f"{code!r} is not an ISO 639-1 code that lingua knows (for example en, de, fr)")
+                raise ValueError(
+                    f"{code!r} is not an ISO 639-1 code that lingua knows (for example en, de, fr)"
+                )
             normalised.append(code)
         return sorted(set(normalised))
 
@@ -41,7 +43,9 @@ class LanguageConfig(StageConfig):
         if self.keep and self.detect_among:
             missing = sorted(set(self.keep) - set(self.detect_among))
             if missing:
-                raise ValueError(f"detect_among must include every language in keep; add {', '.join(missing)}")
+                raise ValueError(
+                    f"detect_among must include every language in keep; add {', '.join(missing)}"
+                )
             if not set(self.detect_among) - set(self.keep):
                 raise ValueError("detect_among must name at least one language besides those in keep")
         return self
@@ -66,7 +70,10 @@ def detect_languages(texts: pd.Series, config: LanguageConfig) -> pd.DataFrame:
     BANKING77-style queries of a few words would otherwise be lost.
     """
     result = pd.DataFrame(
-        {"language": pd.Series(pd.NA, index=texts.index, dtype="string"), "confidence": pd.Series(float("nan"), index=texts.index)}
+        {
+            "language": pd.Series(pd.NA, index=texts.index, dtype="string"),
+            "confidence": pd.Series(float("nan"), index=texts.index),
+        }
     )
     values = texts.astype("string")
     judged = values.notna() & (values.str.len().fillna(0) >= config.min_chars)
@@ -93,6 +100,8 @@ def language_reasons(detected: pd.DataFrame, config: LanguageConfig) -> tuple[pd
     reasons[flagged] = LANGUAGE_NOT_ALLOWED
     details[flagged] = [
         f"detected {language} (confidence {confidence:.2f}); kept languages: {', '.join(config.keep)}"
-        for language, confidence in zip(detected.loc[flagged, "language"], detected.loc[flagged, "confidence"], strict=True)
+        for language, confidence in zip(
+            detected.loc[flagged, "language"], detected.loc[flagged, "confidence"], strict=True
+        )
     ]
     return reasons, details

@@ -1,10 +1,10 @@
 """Near-duplicate detection: MinHash signatures, LSH candidates and verified Jaccard similarity.
 
-The search runs per batch. `NearDuplicateIndex` is the state carried from one batch to the next
-(the rensa LSH index and the shingle hashes of every indexed row); `add_batch` indexes a batch
-and returns the verified pairs it forms with itself and with earlier batches. Nothing lives in
-module globals, so a caller can keep one index per dataset, pickle it between processes, or
-feed it batches read from a Parquet file one at a time.
+The search runs per batch. `NearDuplicateIndex` is the state carried from one batch to the
+next: the rensa LSH index and the shingle hashes of every indexed row. `add_batch` indexes a
+batch and returns the verified pairs it forms with itself and with earlier batches. Nothing
+lives in module globals, so a caller can keep one index per dataset, pickle it between
+processes, or feed it batches read from a Parquet file one at a time.
 
 LSH only proposes candidates: rows that agree on all rows of at least one band of their MinHash
 signatures. Each candidate pair is then verified with the exact Jaccard similarity of the two
@@ -34,8 +34,8 @@ from stages.curation.duplicates import DUPLICATES_TEST_ROW, Decisions
 NEAR_DUPLICATE = "near_duplicate"
 
 # Stored shingle hashes keep their top 32 bits, packed after the row number into one uint64
-# (row << 32 | hash >> 32), so one sorted array answers "does row r contain hash h" by binary
-# search. NOTE: two different shingles of one pair collide in 32 bits with probability about
+# (row << 32 | hash >> 32), so a binary search in one sorted array finds whether row r
+# contains hash h. NOTE: two different shingles of one pair collide in 32 bits with probability about
 # |A|·|B| / 2**32 (under 1e-6 for 60-shingle texts), which can only raise a Jaccard value slightly.
 HASH_BITS = 32
 MAX_ROWS = 2**31
@@ -56,7 +56,8 @@ class NearDuplicateConfig(StageConfig):
     def _bands_divide_permutations(self) -> NearDuplicateConfig:
         if self.num_perm % self.num_bands:
             raise ValueError(
-                f"num_bands ({self.num_bands}) must divide num_perm ({self.num_perm}) so that every band has the same rows"
+                f"num_bands ({self.num_bands}) must divide num_perm ({self.num_perm}) "
+                "so that every band has the same number of rows"
             )
         return self
 
@@ -67,7 +68,9 @@ def shingle_sets(keys: Sequence[str], unit: Literal["char", "word"], size: int) 
     A key shorter than one shingle is its own single shingle; an empty key has no shingles.
     """
     if unit == "char":
-        return [[key[i : i + size] for i in range(len(key) - size + 1)] or ([key] if key else []) for key in keys]
+        return [
+            [key[i : i + size] for i in range(len(key) - size + 1)] or ([key] if key else []) for key in keys
+        ]
     shingles = []
     for key in keys:
         words = key.split()
@@ -153,7 +156,9 @@ class NearDuplicateIndex:
         if count == 0:
             return Pairs.empty()
         if first + count > MAX_ROWS:
-            raise ValueError(f"the near-duplicate index holds at most {MAX_ROWS} rows")
+            raise ValueError(
+                f"the near-duplicate index is limited to {MAX_ROWS} rows; use one index per part of the data"
+            )
         tokens = shingle_sets(keys, self.shingle, self.shingle_size)
         for offset in [i for i, shingles in enumerate(tokens) if not shingles]:
             tokens[offset] = [f"\x00row {first + offset}"]
@@ -179,8 +184,10 @@ class NearDuplicateIndex:
         self._set_sizes.append(np.bincount(row_of - first, minlength=len(hashes)).astype(np.int64))
 
     @staticmethod
-    def _candidate_pairs(candidates: list[list[int]], first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Flatten LSH answers into unique (left < right) pairs of distinct rows."""
+    def _candidate_pairs(
+        candidates: list[list[int]], first: int, count: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flatten the LSH query results into unique (left < right) pairs of distinct rows."""
         lengths = np.fromiter(map(len, candidates), dtype=np.int64, count=count)
         right = np.fromiter(chain.from_iterable(candidates), dtype=np.int64, count=int(lengths.sum()))
         left = np.repeat(np.arange(first, first + count, dtype=np.int64), lengths)
@@ -253,11 +260,16 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[np.r_[True, values[1:] != values[:-1]]]
 
 
-def find_near_duplicate_pairs(keys: pd.Series | Sequence[str], config: NearDuplicateConfig, seed: int) -> Pairs:
+def find_near_duplicate_pairs(
+    keys: pd.Series | Sequence[str], config: NearDuplicateConfig, seed: int
+) -> Pairs:
     """Run the near-duplicate search over `keys` in batches of `config.batch_rows`; rows are positions."""
     values = keys.tolist() if isinstance(keys, pd.Series) else list(keys)
     index = NearDuplicateIndex.from_config(config, seed)
-    parts = [index.add_batch(values[start : start + config.batch_rows]) for start in range(0, len(values), config.batch_rows)]
+    parts = [
+        index.add_batch(values[start : start + config.batch_rows])
+        for start in range(0, len(values), config.batch_rows)
+    ]
     return Pairs.concat(parts)
 
 
@@ -269,7 +281,9 @@ class NearDuplicateResult:
     clusters: pd.Series
 
 
-def resolve_near_duplicates(pairs: Pairs, protected: pd.Series, row_ids: pd.Series, splits: pd.Series) -> NearDuplicateResult:
+def resolve_near_duplicates(
+    pairs: Pairs, protected: pd.Series, row_ids: pd.Series, splits: pd.Series
+) -> NearDuplicateResult:
     """Keep one representative per cluster of verified pairs and decide the fate of the others.
 
     Row numbers in `pairs` are positions in the three Series. The representative is the first
@@ -282,7 +296,12 @@ def resolve_near_duplicates(pairs: Pairs, protected: pd.Series, row_ids: pd.Seri
     reasons = pd.Series(pd.NA, index=index, dtype="string")
     details = pd.Series("", index=index, dtype="string")
     clusters = pd.Series(pd.NA, index=index, dtype="string")
-    metrics = {"verified_pairs": len(pairs), "candidate_pairs": int(pairs.candidates), "clusters": 0, "rows_in_clusters": 0}
+    metrics = {
+        "verified_pairs": len(pairs),
+        "candidate_pairs": int(pairs.candidates),
+        "clusters": 0,
+        "rows_in_clusters": 0,
+    }
     if len(pairs) == 0:
         return NearDuplicateResult(Decisions(reasons, details, metrics), clusters)
 
@@ -318,12 +337,16 @@ def resolve_near_duplicates(pairs: Pairs, protected: pd.Series, row_ids: pd.Seri
     reasons[plain] = NEAR_DUPLICATE
     details[plain] = [
         f"Jaccard {score:.2f} with row {ids[other]}; cluster kept as row {ids[kept]}"
-        for other, score, kept in zip(partner[plain], partner_jaccard[plain], representative[plain], strict=True)
+        for other, score, kept in zip(
+            partner[plain], partner_jaccard[plain], representative[plain], strict=True
+        )
     ]
     return NearDuplicateResult(Decisions(reasons, details, metrics), clusters)
 
 
-def _best_partner(pairs: Pairs, count: int, only_protected: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _best_partner(
+    pairs: Pairs, count: int, only_protected: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return, per row, the partner with the highest Jaccard (-1 when none) and that Jaccard.
 
     With `only_protected`, only partners marked True there count. Ties go to the lower row number.

@@ -39,7 +39,7 @@ LENIENCY = {
 
 
 class PiiConfig(StageConfig):
-    """Which PII types are redacted, and how phone numbers are recognised."""
+    """Switches per PII type and the phone-number matching settings."""
 
     email: bool = True
     phone: bool = True
@@ -55,7 +55,9 @@ class PiiConfig(StageConfig):
     def _known_region(cls, value: str) -> str:
         value = value.upper()
         if value not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError("must be an ISO 3166-1 alpha-2 region that phonenumbers supports, such as GB or US")
+            raise ValueError(
+                "must be an ISO 3166-1 alpha-2 region that phonenumbers supports, such as GB or US"
+            )
         return value
 
     @field_validator("phone_leniency")
@@ -71,7 +73,9 @@ class PiiConfig(StageConfig):
 
 # The local part allows the characters RFC 5322 allows unquoted. The domain needs a dot and an
 # alphabetic top-level domain, so "user@localhost" and "@mentions" are not e-mail addresses.
-EMAIL = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])")
+EMAIL = re.compile(
+    r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])"
+)
 
 # Two letters, two check digits, then 11 to 30 letters or digits, optionally in groups split by
 # single spaces or dashes. A match can run into the next word; `_iban_spans` shortens it.
@@ -147,14 +151,15 @@ def _candidate_rows(values: pa.Array, enabled: list[str], config: PiiConfig) -> 
     for name in enabled:
         if name == "phone":
             # At least phone_min_digits digits, each followed by at most three separator characters.
-            patterns.append(r"(?:[0-9][^0-9]{0,3}){%d}" % config.phone_min_digits)
+            patterns.append(rf"(?:[0-9][^0-9]{{0,3}}){{{config.phone_min_digits}}}")
         else:
             patterns.append(PREFILTERS[name])
     combined = "|".join(f"(?:{pattern})" for pattern in patterns)
     return pc.fill_null(pc.match_substring_regex(values, pattern=combined), False)
 
 
-def _redact_one(text: str | None, enabled: list[str], finders: dict[str, Callable[[str], list[Span]]]
+def _redact_one(
+    text: str | None, enabled: list[str], finders: dict[str, Callable[[str], list[Span]]]
 ) -> tuple[str | None, dict[str, int]]:
     """Redact one text type by type, so that later finders never see an earlier placeholder's value."""
     found: dict[str, int] = {}

@@ -1,8 +1,8 @@
 """The curate rules in order, from raw rows to curated rows, quarantine and metrics.
 
-Order matters: text is repaired and PII redacted first, so that every later rule (and every
-table written, the quarantine included) sees clean, redacted text; cheap per-row rules run
-before the duplicate searches; the label check runs last, on the rows that survived.
+Order matters. Text is repaired and PII redacted first, so every later rule and every table
+written (the quarantine included) works on clean, redacted text. Cheap per-row rules run
+before the duplicate searches, and the label check runs last, on the rows that remain.
 
 1. text repair             5. language filter
 2. PII redaction           6. exact duplicates and conflicting labels
@@ -73,7 +73,9 @@ def required_columns(task_type: TaskType) -> list[str]:
     return [S.ROW_ID, S.TEXT, S.SPLIT, S.TARGET if task_type == "generation" else S.LABEL]
 
 
-def curate(raw: pd.DataFrame, config: CurateConfig, task_type: TaskType, seed: int, source: str = "rows") -> CurationResult:
+def curate(
+    raw: pd.DataFrame, config: CurateConfig, task_type: TaskType, seed: int, source: str = "rows"
+) -> CurationResult:
     """Apply every curate rule to `raw`; `source` names the input in error messages."""
     missing = [column for column in required_columns(task_type) if column not in raw.columns]
     if missing:
@@ -90,7 +92,9 @@ def curate(raw: pd.DataFrame, config: CurateConfig, task_type: TaskType, seed: i
 
     metrics["repairs"] = {}
     for column in text_columns:
-        work[column], metrics["repairs"][column] = repair_texts(work[column], config.unicode_form, config.repair)
+        work[column], metrics["repairs"][column] = repair_texts(
+            work[column], config.unicode_form, config.repair
+        )
 
     work, metrics["pii"] = _redact(work, text_columns, config)
 
@@ -133,7 +137,9 @@ def curate(raw: pd.DataFrame, config: CurateConfig, task_type: TaskType, seed: i
             "rows_out": len(work),
             "rows_quarantined": len(quarantine),
             "quarantine_reasons": counts,
-            "rows_out_by_split": {str(k): int(v) for k, v in work[S.SPLIT].fillna("none").value_counts().sort_index().items()},
+            "rows_out_by_split": {
+                str(k): int(v) for k, v in work[S.SPLIT].fillna("none").value_counts().sort_index().items()
+            },
         }
     )
     if task_type == "classification":
@@ -150,7 +156,9 @@ def _with_added_columns(raw: pd.DataFrame) -> pd.DataFrame:
     return work
 
 
-def _remove(work: pd.DataFrame, reasons: pd.Series, details: pd.Series, quarantine: Quarantine) -> pd.DataFrame:
+def _remove(
+    work: pd.DataFrame, reasons: pd.Series, details: pd.Series, quarantine: Quarantine
+) -> pd.DataFrame:
     """Move the rows that have a reason into the quarantine, one reason code at a time, sorted."""
     flagged = reasons.notna().to_numpy()
     for reason in sorted(reasons[flagged].unique()):
@@ -159,7 +167,9 @@ def _remove(work: pd.DataFrame, reasons: pd.Series, details: pd.Series, quaranti
     return work[~flagged]
 
 
-def _redact(work: pd.DataFrame, columns: list[str], config: CurateConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _redact(
+    work: pd.DataFrame, columns: list[str], config: CurateConfig
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     values = dict.fromkeys(config.pii.enabled_types(), 0)
     found = pd.Series("", index=work.index, dtype="string")
     for column in columns:
@@ -169,7 +179,9 @@ def _redact(work: pd.DataFrame, columns: list[str], config: CurateConfig) -> tup
             values[name] += count
         found = found.str.cat(result.types, sep=",")
     # Merge the per-column lists into one sorted, de-duplicated list per row.
-    work[PII_REDACTED] = found.map(lambda types: ",".join(name for name in PII_TYPES if name in types.split(","))).astype("string")
+    work[PII_REDACTED] = found.map(
+        lambda types: ",".join(name for name in PII_TYPES if name in types.split(","))
+    ).astype("string")
     metrics = {"values_redacted": values, "rows_redacted": int((work[PII_REDACTED] != "").sum())}
     return work, metrics
 
@@ -186,14 +198,17 @@ def _apply_label_rules(
         others = int(not_allowed.sum()) - 1
         raise InputDataError(
             str(first.get(S.SOURCE_LOCATION) or source),
-            f"label {first[S.LABEL]!r} is not in `curate.labels.allowed` ({others} more rows have unknown labels)",
+            f"label {first[S.LABEL]!r} is not in `curate.labels.allowed` "
+            f"({others} more rows have labels outside it)",
             "Add the label to `curate.labels.allowed`, map it with `curate.labels.aliases`, "
             "or set `curate.labels.unknown: quarantine`",
             row=_source_row(first),
             field=S.LABEL,
         )
     details = pd.Series("", index=work.index, dtype="string")
-    details[not_allowed] = ("label " + work.loc[not_allowed, S.LABEL] + " is not in curate.labels.allowed").to_numpy()
+    details[not_allowed] = (
+        "label " + work.loc[not_allowed, S.LABEL] + " is not in curate.labels.allowed"
+    ).to_numpy()
     details[missing] = "label is missing or blank"
     return _remove(work, reasons, details, quarantine), {"labels_changed": changed}
 
@@ -250,7 +265,9 @@ def _remove_near_duplicates(
         len(pairs),
         result.decisions.metrics["clusters"],
     )
-    return _remove(work, result.decisions.reasons, result.decisions.details, quarantine), result.decisions.metrics
+    return _remove(
+        work, result.decisions.reasons, result.decisions.details, quarantine
+    ), result.decisions.metrics
 
 
 def _check_labels(
@@ -259,7 +276,11 @@ def _check_labels(
     """Run the label-error check on unprotected rows; quarantine suspects only when params ask."""
     checked = ~work[S.SPLIT].isin(config.protected_splits)
     issues, metrics = detect_label_issues(
-        work.loc[checked, S.TEXT], work.loc[checked, S.LABEL], work.loc[checked, S.ROW_ID], config.label_issues, seed
+        work.loc[checked, S.TEXT],
+        work.loc[checked, S.LABEL],
+        work.loc[checked, S.ROW_ID],
+        config.label_issues,
+        seed,
     )
     work.loc[issues.index, LABEL_ISSUE_SUSPECTED] = True
     work.loc[issues.index, LABEL_SUGGESTED] = issues["label_suggested"]

@@ -1,7 +1,7 @@
 """Text repair: mojibake, HTML, Unicode normalisation, invisible characters and whitespace.
 
 Every step is vectorised with pyarrow compute (RE2 patterns) except the two that need Python
-libraries, ftfy and `html.unescape`; those run only on the rows a vectorised pattern selects.
+libraries, ftfy and `html.unescape`. Those two run only on the rows a vectorised pattern selects.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class RepairConfig(StageConfig):
     collapse_whitespace: bool = True
 
 
-# Mojibake can only hide in text with non-ASCII characters, so ftfy only sees those rows.
+# Mojibake needs non-ASCII characters, so ftfy runs only on rows that contain some.
 NON_ASCII = r"[^\x00-\x7F]"
 
 # An HTML or XML tag, comment or declaration: "<b>", "</p>", "<br/>", '<a href="x">', "<!-- x -->".
@@ -105,7 +105,9 @@ def repair_texts(
         values = cleaned
 
     if config.collapse_whitespace:
-        collapsed = pc.utf8_trim_whitespace(pc.replace_substring_regex(values, pattern=WHITESPACE, replacement=" "))
+        collapsed = pc.utf8_trim_whitespace(
+            pc.replace_substring_regex(values, pattern=WHITESPACE, replacement=" ")
+        )
         counts["whitespace"] = changed(values, collapsed)
         values = collapsed
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stages.core import schema as S
+from stages.core.tracking import flatten
 from stages.reporting import svg
 from stages.reporting.html import details, figures, key_value_table, notice, table, text
 from stages.reporting.inputs import ReportInputs
@@ -296,7 +297,7 @@ def quarantine(inputs: ReportInputs) -> str:
         if metrics is None:
             absent.append(stage)
             continue
-        counts = _mapping(metrics, key)
+        counts = {reason: count for reason, count in _mapping(metrics, key).items() if _number(count)}
         quarantined = metrics.get("rows_quarantined", metrics.get("rejected"))
         rows.append([stage, metrics.get("rows_in"), metrics.get("rows_out"), quarantined, len(counts)])
         reasons += [
@@ -309,7 +310,7 @@ def quarantine(inputs: ReportInputs) -> str:
     parts = [
         "<p>Every stage writes the rows it removes to its quarantine table with a reason code "
         "(for augment: the generated rows it rejected).</p>",
-        table(["stage", "rows in", "rows out", "rows quarantined", "reasons"], rows),
+        table(["stage", "rows in", "rows out", "rows quarantined", "reasons with rows"], rows),
     ]
     if reasons:
         parts.append(
@@ -324,6 +325,73 @@ def quarantine(inputs: ReportInputs) -> str:
         parts.append(notice("no row was quarantined"))
     if absent:
         parts.append(notice(f"no metrics for: {', '.join(absent)}"))
+    curation = {key: value for key, value in (inputs.curate or {}).items() if key in CURATION_DETAILS}
+    if curation:
+        parts.append(
+            details(
+                "curation details (repairs, language, duplicates, label issues, balance)",
+                key_value_table(curation),
+            )
+        )
+    return "".join(parts)
+
+
+# Entries of the curate metrics shown under "curation details".
+CURATION_DETAILS = (
+    "repairs",
+    "language",
+    "exact_duplicates",
+    "near_duplicates",
+    "label_issues",
+    "imbalance",
+    "labels",
+)
+
+
+def expectations(inputs: ReportInputs) -> str:
+    """Build the expectation section: each suite's checks with their result, failed checks first."""
+    suites: dict[str, Any] = {}
+    for name, summary in _mapping(inputs.curate, "expectations").items():
+        suites[f"curate: {name} rows"] = summary
+    if inputs.split is not None and "expectations" in inputs.split:
+        suites["split: split tables"] = inputs.split["expectations"]
+    suites = {name: summary for name, summary in suites.items() if isinstance(summary, Mapping)}
+    if not suites:
+        return notice(
+            inputs.why_missing("curate metrics", "split metrics")
+            if inputs.curate is None and inputs.split is None
+            else "no expectation results in the curate or split metrics"
+        )
+
+    parts = []
+    for name, summary in suites.items():
+        entries = [entry for entry in summary.get("expectations") or [] if isinstance(entry, Mapping)]
+        failed = [entry for entry in entries if entry.get("success") is False]
+        verdict = '<span class="fail">failed</span>' if failed else '<span class="pass">passed</span>'
+        parts.append(f"<h3>{escape(name)}: {verdict}</h3>")
+        parts.append(
+            figures(
+                [("checks evaluated", summary.get("evaluated", len(entries))), ("checks failed", len(failed))]
+            )
+        )
+        ordered = failed + [entry for entry in entries if entry.get("success") is not False]
+        rows = [
+            [
+                entry.get("type"),
+                entry.get("column") or _mapping(entry, "kwargs").get("column"),
+                entry.get("severity"),
+                "pass" if entry.get("success") else "FAIL",
+                entry.get("unexpected_count"),
+                entry.get("observed_value"),
+            ]
+            for entry in ordered
+        ]
+        parts.append(
+            details(
+                f"{len(rows)} checks",
+                table(["expectation", "column", "severity", "result", "unexpected rows", "observed"], rows),
+            )
+        )
     return "".join(parts)
 
 
@@ -349,21 +417,25 @@ def pii(inputs: ReportInputs) -> str:
         return notice("the curate metrics have no PII counts (no `pii` entry)")
     parts = []
     for name, value in found.items():
-        if isinstance(value, Mapping):
-            counts = {key: count for key, count in value.items() if _number(count) is not None}
-            if counts:
-                parts.append(f"<h3>{escape(name)}</h3>")
-                parts.append(
-                    svg.horizontal_bars(
-                        sorted(((str(k), float(v)) for k, v in counts.items()), key=lambda item: -item[1]),
-                        title=name,
-                        value_format=lambda value: f"{value:.0f}",
-                        colour=svg.PALETTE[3],
-                    )
-                )
-            parts.append(key_value_table(value))
-        else:
+        if not isinstance(value, Mapping):
             parts.append(table(["key", "value"], [[name, value]]))
+            continue
+        counts = {key: count for key, count in flatten(value).items() if _number(count) is not None}
+        if not counts:
+            parts.append(key_value_table(value))
+            continue
+        parts.append(f"<h3>{escape(name)}</h3>")
+        parts.append(
+            svg.horizontal_bars(
+                sorted(
+                    ((str(key), float(count)) for key, count in counts.items()), key=lambda item: -item[1]
+                ),
+                title=name,
+                value_format=lambda count: f"{count:.0f}",
+                colour=svg.PALETTE[3],
+            )
+        )
+        parts.append(details(f"all `{name}` entries", key_value_table(value)))
     return "".join(parts)
 
 

@@ -51,7 +51,8 @@ def test_failure_names_expectation_count_and_examples(rows, tmp_path):
     rows.loc[4, "text"] = "ab"
     rows.loc[9, "text"] = "x"
     suite = write_suite(
-        tmp_path, [{"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "text", "min_value": 3}}]
+        tmp_path,
+        [{"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "text", "min_value": 3}}],
     )
     with pytest.raises(GateError) as raised:
         validate(rows, suite, gate="curated rows")
@@ -64,7 +65,14 @@ def test_failure_names_expectation_count_and_examples(rows, tmp_path):
 
 def test_warnings_do_not_raise(rows, tmp_path):
     suite = write_suite(
-        tmp_path, [{"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "label", "value_set": ["card_arrival"]}, "severity": "warning"}]
+        tmp_path,
+        [
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "label", "value_set": ["card_arrival"]},
+                "severity": "warning",
+            }
+        ],
     )
     summary = validate(rows, suite, gate="test")
     assert summary["success"] is True
@@ -75,7 +83,12 @@ def test_warnings_do_not_raise(rows, tmp_path):
 def test_params_placeholders_are_resolved(rows, tmp_path):
     suite = write_suite(
         tmp_path,
-        [{"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "text", "min_value": {"$param": "curate.min_chars"}}}],
+        [
+            {
+                "type": "expect_column_value_lengths_to_be_between",
+                "kwargs": {"column": "text", "min_value": {"$param": "curate.min_chars"}},
+            }
+        ],
     )
     assert validate(rows, suite, gate="test", parameters={"curate": {"min_chars": 3}})["success"]
     with pytest.raises(GateError, match="min_value=500"):
@@ -84,7 +97,13 @@ def test_params_placeholders_are_resolved(rows, tmp_path):
 
 def test_missing_param_names_the_key(rows, tmp_path):
     suite = write_suite(
-        tmp_path, [{"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "text", "min_value": {"$param": "curate.nope"}}}]
+        tmp_path,
+        [
+            {
+                "type": "expect_column_value_lengths_to_be_between",
+                "kwargs": {"column": "text", "min_value": {"$param": "curate.nope"}},
+            }
+        ],
     )
     with pytest.raises(ParamsError, match=r"`curate.nope` is needed by expectation #0"):
         validate(rows, suite, gate="test", parameters={"curate": {}})
@@ -94,12 +113,22 @@ def test_when_conditions_skip_expectations(rows, tmp_path):
     suite = write_suite(
         tmp_path,
         [
-            {"type": "expect_column_to_exist", "kwargs": {"column": "target"}, "when": {"task.type": "generation"}},
-            {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "label", "value_set": {"$param": "allowed"}}, "when": {"allowed": {"$not_empty": True}}},
+            {
+                "type": "expect_column_to_exist",
+                "kwargs": {"column": "target"},
+                "when": {"task.type": "generation"},
+            },
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "label", "value_set": {"$param": "allowed"}},
+                "when": {"allowed": {"$not_empty": True}},
+            },
             {"type": "expect_column_to_exist", "kwargs": {"column": "text"}},
         ],
     )
-    summary = validate(rows, suite, gate="test", parameters={"task": {"type": "classification"}, "allowed": []})
+    summary = validate(
+        rows, suite, gate="test", parameters={"task": {"type": "classification"}, "allowed": []}
+    )
     assert summary["evaluated"] == 1
     assert summary["skipped"] == 2
 
@@ -111,7 +140,9 @@ def test_value_count_column_checks_rows_per_class(rows, tmp_path):
         [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "label_rows", "min_value": 2}}],
         derived_columns=[{"name": "label_rows", "kind": "value_count", "column": "label"}],
     )
-    with pytest.raises(GateError, match=r"1 of 30 rows unexpected .*row r0: label='rare_class' \(label_rows=1\)"):
+    with pytest.raises(
+        GateError, match=r"1 of 30 rows unexpected .*row r0: label='rare_class' \(label_rows=1\)"
+    ):
         validate(rows, suite, gate="test")
 
 
@@ -127,19 +158,29 @@ def test_normalised_key_finds_duplicates(rows, tmp_path):
 
 
 def test_missing_column_is_reported(rows, tmp_path):
-    suite = write_suite(tmp_path, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "target"}}])
+    suite = write_suite(
+        tmp_path, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "target"}}]
+    )
     with pytest.raises(GateError, match="expect_column_values_to_not_be_null\\(column='target'\\)"):
         validate(rows, suite, gate="test")
 
 
 def test_unknown_expectation_type_names_file_and_index(rows, tmp_path):
-    suite = write_suite(tmp_path, [{"type": "expect_column_to_exist", "kwargs": {"column": "text"}}, {"type": "expect_magic", "kwargs": {}}])
+    suite = write_suite(
+        tmp_path,
+        [
+            {"type": "expect_column_to_exist", "kwargs": {"column": "text"}},
+            {"type": "expect_magic", "kwargs": {}},
+        ],
+    )
     with pytest.raises(InputDataError, match=r"suite.json: expectation #1: unknown type 'expect_magic'"):
         validate(rows, suite, gate="test")
 
 
 def test_invalid_kwargs_are_an_input_error(rows, tmp_path):
-    suite = write_suite(tmp_path, [{"type": "expect_column_to_exist", "kwargs": {"column": "text", "bogus": 1}}])
+    suite = write_suite(
+        tmp_path, [{"type": "expect_column_to_exist", "kwargs": {"column": "text", "bogus": 1}}]
+    )
     with pytest.raises(InputDataError, match="expectation #0 \\(expect_column_to_exist\\): invalid kwargs"):
         validate(rows, suite, gate="test")
 
@@ -157,7 +198,9 @@ def test_invalid_suite_files(rows, tmp_path):
 
 
 def test_data_docs_are_built_and_replaced(rows, tmp_path):
-    suite = write_suite(tmp_path, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}}])
+    suite = write_suite(
+        tmp_path, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}}]
+    )
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "stale.html").write_text("old", encoding="utf-8")
@@ -169,7 +212,10 @@ def test_data_docs_are_built_and_replaced(rows, tmp_path):
 
 
 def test_data_docs_are_built_for_failures_too(rows, tmp_path):
-    suite = write_suite(tmp_path, [{"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "label", "value_set": []}}])
+    suite = write_suite(
+        tmp_path,
+        [{"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "label", "value_set": []}}],
+    )
     docs = tmp_path / "docs"
     with pytest.raises(GateError):
         validate(rows, suite, gate="test", docs_dir=docs)

@@ -67,7 +67,24 @@ def write_report_inputs(folder: Path) -> dict[str, Path]:
             "rows_out": 116,
             "rows_quarantined": 0,
             "quarantine_reasons": {},
-            "pii": {"email": 3, "phone": 1, "iban": 0},
+            "pii": {"rows_redacted": 4, "values_redacted": {"email": 3, "phone": 1, "iban": 0}},
+            "repairs": {"text": {"whitespace": 2}},
+            "expectations": {
+                "raw": None,
+                "curated": {
+                    "evaluated": 2,
+                    "expectations": [
+                        {"type": "expect_column_values_to_be_unique", "column": "row_id", "success": True},
+                        {
+                            "type": "expect_column_values_to_not_be_null",
+                            "column": "label",
+                            "success": False,
+                            "severity": "warning",
+                            "unexpected_count": 1,
+                        },
+                    ],
+                },
+            },
         },
         folder / "curate.json",
     )
@@ -82,6 +99,12 @@ def write_report_inputs(folder: Path) -> dict[str, Path]:
             "shares": {name: round(len(frame) / 116, 6) for name, frame in splits.items()},
             "classes": len(LABELS),
             "labels_missing_from_train": {"validation": [], "test": []},
+            "expectations": {
+                "evaluated": 1,
+                "expectations": [
+                    {"type": "expect_column_to_exist", "kwargs": {"column": "split"}, "success": True},
+                ],
+            },
             "leakage": {
                 "passed": True,
                 "failures": [],

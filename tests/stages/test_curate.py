@@ -11,15 +11,15 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "curation"))
-from curation_samples import REPO_ROOT, banking_rows, common_schema, every_other_class, pii_rows  # noqa: E402
+from curation_samples import REPO_ROOT, banking_rows, common_schema, every_other_class, pii_rows
 
-from stages import curate as stage  # noqa: E402
-from stages.core import schema as S  # noqa: E402
-from stages.core.cli import run_stage  # noqa: E402
-from stages.core.errors import GateError, ParamsError  # noqa: E402
-from stages.core.io import read_table, write_table  # noqa: E402
-from stages.curation.config import CurateConfig  # noqa: E402
-from stages.curation.pipeline import curate  # noqa: E402
+from stages import curate as stage
+from stages.core import schema as S
+from stages.core.cli import run_stage
+from stages.core.errors import GateError, ParamsError
+from stages.core.io import read_table, write_table
+from stages.curation.config import CurateConfig
+from stages.curation.pipeline import curate
 
 
 def sample_rows() -> pd.DataFrame:
@@ -28,7 +28,12 @@ def sample_rows() -> pd.DataFrame:
     train = banking_rows("train", classes, per_label=12)
     test = banking_rows("test", classes, per_label=5)
     planted = common_schema(
-        [pii_rows()["text"].iloc[0], "", test["text"].iloc[0], "Ich warte seit zwei Wochen auf meine neue Bankkarte."],
+        [
+            pii_rows()["text"].iloc[0],
+            "",
+            test["text"].iloc[0],
+            "Ich warte seit zwei Wochen auf meine neue Bankkarte.",
+        ],
         [classes[0]] * 4,
         "train",
         range(50001, 50005),
@@ -142,7 +147,10 @@ def test_raw_suite_rejects_duplicate_row_ids(workspace: Path):
     rows = sample_rows()
     rows.loc[1, S.ROW_ID] = rows.loc[0, S.ROW_ID]
     write_table(rows, workspace / "raw" / "rows.parquet")
-    with pytest.raises(GateError, match=r"gate `raw rows` failed:(.|\n)*expect_column_values_to_be_unique\(column='row_id'\): 2 of"):
+    with pytest.raises(
+        GateError,
+        match=r"gate `raw rows` failed:(.|\n)*expect_column_values_to_be_unique\(column='row_id'\): 2 of",
+    ):
         stage.main(arguments(workspace))
 
 

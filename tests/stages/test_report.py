@@ -134,7 +134,9 @@ def test_report_shows_the_figures_of_each_section(input_paths):
     assert "imbalance ratio" in found["classes"]
     assert "median chars" in found["lengths"]
     assert "augment: near_duplicate" in found["quarantine"]
-    assert "email" in found["pii"]
+    assert re.search(r"curate: curated rows:\s+failed", found["expectations"])
+    assert re.search(r"split: split tables:\s+passed", found["expectations"])
+    assert "values_redacted.email" in found["pii"]
     assert "69.0%" in found["splits"]  # 80 of 116 rows in train
     assert "The leakage gate passed." in found["leakage"]
     assert "resplits.macro_f1" in found["stability"]

@@ -138,3 +138,21 @@ def test_bad_train_params_name_the_key(settings, pattern):
 
     with pytest.raises(ParamsError, match=pattern):
         parse_section({"train": settings}, "train", train.TrainConfig)
+
+
+def test_adapter_per_fold_reports_spread(small_splits, tiny_encoder: Path):
+    folds = small_splits["train"].copy()
+    folds["fold"] = [index % 2 for index in range(len(folds))]
+    folds.loc[folds.index[:2], "fold"] = -1  # rows of too-small classes stay in train for every fold
+    summary = train.cross_validate_adapter(folds, tiny_config(epochs=1), ModelConfig(name=str(tiny_encoder)), seed=0)
+    assert summary["folds"] == 2
+    assert [row["fold"] for row in summary["per_fold"]] == [0, 1]
+    assert 0 <= summary["validation_macro_f1_mean"] <= 1
+    assert summary["validation_macro_f1_std"] >= 0
+
+
+def test_adapter_per_fold_only_with_kfold_param():
+    assert not train.adapter_per_fold_requested({"split": {"strategy": "predefined"}})
+    assert train.adapter_per_fold_requested(
+        {"split": {"strategy": "kfold", "kfold": {"train_adapter_per_fold": True}}}
+    )

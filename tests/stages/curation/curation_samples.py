@@ -18,7 +18,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BANKING77 = REPO_ROOT / "data" / "sources" / "banking77"
 
 
-def banking_rows(split: str = "train", labels: list[str] | None = None, per_label: int | None = None) -> pd.DataFrame:
+def banking_rows(
+    split: str = "train", labels: list[str] | None = None, per_label: int | None = None
+) -> pd.DataFrame:
     """Return BANKING77 rows of one split in the common schema, in file order."""
     raw = pd.read_csv(BANKING77 / f"{split}.csv")
     raw["source_row"] = np.arange(2, len(raw) + 2)
@@ -36,7 +38,9 @@ def common_schema(texts, labels, split, source_rows) -> pd.DataFrame:
         {
             S.TEXT: texts,
             S.LABEL: pd.Series(list(labels), dtype="string"),
-            S.SPLIT: pd.Series([split] * len(texts) if isinstance(split, str) else list(split), dtype="string"),
+            S.SPLIT: pd.Series(
+                [split] * len(texts) if isinstance(split, str) else list(split), dtype="string"
+            ),
             S.SOURCE: "banking77",
             S.SOURCE_TYPE: "csv",
             S.SOURCE_LOCATION: "data/sources/banking77",
@@ -48,7 +52,10 @@ def common_schema(texts, labels, split, source_rows) -> pd.DataFrame:
             frame[column] = pd.Series(pd.NA, index=frame.index, dtype="string")
     frame[S.SYNTHETIC] = False
     # Row ids are unique per (split, source row), like acquire's ids per (source, row).
-    ids = [S.sha256_hex(split_name, row)[:20] for split_name, row in zip(frame[S.SPLIT], frame[S.SOURCE_ROW], strict=True)]
+    ids = [
+        S.sha256_hex(split_name, row)[:20]
+        for split_name, row in zip(frame[S.SPLIT], frame[S.SOURCE_ROW], strict=True)
+    ]
     frame[S.ROW_ID] = pd.Series(ids, dtype="string")
     frame[S.CONTENT_HASH] = S.content_hashes(frame)
     return frame[S.ALL_COLUMNS].reset_index(drop=True)
@@ -111,7 +118,9 @@ def pii_rows() -> pd.DataFrame:
     for kind, values in PII_VALUES.items():
         for value in values:
             query = queries[len(records)]
-            records.append({"text": f"{query} {PII_PHRASES[kind].format(value=value)}", "pii_type": kind, "value": value})
+            records.append(
+                {"text": f"{query} {PII_PHRASES[kind].format(value=value)}", "pii_type": kind, "value": value}
+            )
     return pd.DataFrame(records)
 
 
@@ -138,7 +147,7 @@ def flip_labels(frame: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFr
     labels = frame[S.LABEL].to_numpy(dtype=object).copy()
     classes = np.array(sorted(set(labels)))
     flipped = np.zeros(len(frame), dtype=bool)
-    flipped[generator.choice(len(frame), int(round(share * len(frame))), replace=False)] = True
+    flipped[generator.choice(len(frame), round(share * len(frame)), replace=False)] = True
     for position in np.flatnonzero(flipped):
         others = classes[classes != labels[position]]
         labels[position] = others[int(generator.integers(len(others)))]

@@ -51,5 +51,5 @@ def test_min_above_max_is_rejected():
 
 
 def test_unknown_task_type_is_rejected():
-    with pytest.raises(ParamsError, match="`task.type`"):
+    with pytest.raises(ParamsError, match=r"`task\.type`"):
         parse_task_type({"task": {"type": "regression"}})

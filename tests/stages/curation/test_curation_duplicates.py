@@ -21,7 +21,9 @@ def decide(texts, labels, splits, policy="quarantine_all"):
     splits = pd.Series(splits, dtype="string")
     ids = pd.Series([f"r{i}" for i in range(len(texts))], dtype="string")
     label_series = pd.Series(labels, dtype="string") if labels is not None else None
-    return exact_duplicate_decisions(matching_keys(texts), label_series, splits == "test", ids, splits, policy)
+    return exact_duplicate_decisions(
+        matching_keys(texts), label_series, splits == "test", ids, splits, policy
+    )
 
 
 def test_normalised_copies_keep_the_first_row():
@@ -53,7 +55,12 @@ def test_majority_tie_quarantines_all():
 
 @pytest.mark.parametrize("policy", ["quarantine_all", "keep_majority"])
 def test_train_copy_of_test_row_is_removed(policy: str):
-    decisions = decide(["Lost my card", "lost my card!", "Lost my card"], ["a", "b", "a"], ["train", "test", "validation"], policy)
+    decisions = decide(
+        ["Lost my card", "lost my card!", "Lost my card"],
+        ["a", "b", "a"],
+        ["train", "test", "validation"],
+        policy,
+    )
     assert decisions.reasons.tolist() == [DUPLICATES_TEST_ROW, NA, DUPLICATES_TEST_ROW]
     assert decisions.details[0] == "same text as test row r1"
 
@@ -66,5 +73,7 @@ def test_test_rows_are_never_removed():
 
 
 def test_generation_keys_without_labels():
-    decisions = decide(["name[A] | A is nice", "name[A] | a is nice", "name[A] | A is great"], None, ["train"] * 3)
+    decisions = decide(
+        ["name[A] | A is nice", "name[A] | a is nice", "name[A] | A is great"], None, ["train"] * 3
+    )
     assert decisions.reasons.tolist() == [NA, EXACT_DUPLICATE, NA]

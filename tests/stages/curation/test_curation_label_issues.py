@@ -18,7 +18,9 @@ def sample_with_flips(seed: int):
 def test_flipped_labels_are_suspected():
     rows, flipped = sample_with_flips(seed=0)
     started = time.perf_counter()
-    issues, metrics = detect_label_issues(rows["text"], rows["label"], rows["row_id"], LabelIssueConfig(), seed=42)
+    issues, metrics = detect_label_issues(
+        rows["text"], rows["label"], rows["row_id"], LabelIssueConfig(), seed=42
+    )
     elapsed = time.perf_counter() - started
     found = rows.index[flipped].isin(issues.index)
     assert found.mean() >= 0.8, f"{found.sum()} of {flipped.sum()} flipped labels suspected"
@@ -55,13 +57,17 @@ def test_same_seed_same_issues():
 def test_small_classes_are_skipped():
     rows = banking_rows("train", every_other_class(3), per_label=20)
     rows.loc[rows.index[:3], "label"] = "tiny_class"
-    issues, metrics = detect_label_issues(rows["text"], rows["label"], rows["row_id"], LabelIssueConfig(cv_folds=5), seed=1)
+    issues, metrics = detect_label_issues(
+        rows["text"], rows["label"], rows["row_id"], LabelIssueConfig(cv_folds=5), seed=1
+    )
     assert metrics["rows_skipped_small_classes"] == 3
     assert not issues.index.isin(rows.index[:3]).any()
 
 
 def test_single_class_is_not_checked():
     rows = banking_rows("train", every_other_class(1), per_label=20)
-    issues, metrics = detect_label_issues(rows["text"], rows["label"], rows["row_id"], LabelIssueConfig(), seed=1)
+    issues, metrics = detect_label_issues(
+        rows["text"], rows["label"], rows["row_id"], LabelIssueConfig(), seed=1
+    )
     assert issues.empty
     assert metrics["rows_checked"] == 0

@@ -68,7 +68,9 @@ def test_planted_copies_found_with_high_recall_and_precision(planted):
 def test_verified_jaccard_is_exact(planted):
     keys, _ = planted
     pairs = find_near_duplicate_pairs(keys, CONFIG, seed=42)
-    expected = [exact_jaccard(keys[left], keys[right]) for left, right in zip(pairs.left, pairs.right, strict=True)]
+    expected = [
+        exact_jaccard(keys[left], keys[right]) for left, right in zip(pairs.left, pairs.right, strict=True)
+    ]
     np.testing.assert_allclose(pairs.jaccard, expected, atol=1e-9)
     assert (pairs.jaccard >= CONFIG.threshold).all()
 
@@ -84,7 +86,9 @@ def test_candidates_below_threshold_are_dropped(planted):
 def test_batches_give_the_same_pairs(planted):
     keys, _ = planted
     whole = found_pairs(find_near_duplicate_pairs(keys, CONFIG, seed=42))
-    batched = found_pairs(find_near_duplicate_pairs(keys, CONFIG.model_copy(update={"batch_rows": 37}), seed=42))
+    batched = found_pairs(
+        find_near_duplicate_pairs(keys, CONFIG.model_copy(update={"batch_rows": 37}), seed=42)
+    )
     assert batched == whole
 
 
@@ -96,12 +100,18 @@ def test_index_state_survives_pickling(planted):
     restored = pickle.loads(pickle.dumps(index))
     second = restored.add_batch(values[250:])
     assert len(restored) == len(values)
-    assert found_pairs(Pairs.concat([first, second])) == found_pairs(find_near_duplicate_pairs(keys, CONFIG, seed=42))
+    assert found_pairs(Pairs.concat([first, second])) == found_pairs(
+        find_near_duplicate_pairs(keys, CONFIG, seed=42)
+    )
 
 
 def test_word_shingles_find_reordered_copies():
     config = NearDuplicateConfig(shingle="word", shingle_size=1, num_perm=64, num_bands=32, threshold=0.8)
-    keys = ["why was my card declined at the shop today", "at the shop today why was my card declined", "how do i top up"]
+    keys = [
+        "why was my card declined at the shop today",
+        "at the shop today why was my card declined",
+        "how do i top up",
+    ]
     pairs = find_near_duplicate_pairs(keys, config, seed=1)
     assert found_pairs(pairs) == {(0, 1)}
 
@@ -146,12 +156,18 @@ def test_test_rows_are_never_removed_in_favour_of_train_rows():
 
 def test_no_pairs_removes_nothing():
     split = pd.Series(["train", "test"], dtype="string")
-    result = resolve_near_duplicates(Pairs.empty(), split == "test", pd.Series(["a", "b"], dtype="string"), split)
+    result = resolve_near_duplicates(
+        Pairs.empty(), split == "test", pd.Series(["a", "b"], dtype="string"), split
+    )
     assert result.decisions.reasons.isna().all()
     assert result.clusters.isna().all()
 
 
 def test_every_pair_of_a_clique_is_reported():
-    keys = ["how do i top up my card today", "how do i top up my card today please", "how do i top up my card"]
+    keys = [
+        "how do i top up my card today",
+        "how do i top up my card today please",
+        "how do i top up my card",
+    ]
     pairs = find_near_duplicate_pairs(keys, CONFIG.model_copy(update={"threshold": 0.5}), seed=3)
     assert found_pairs(pairs) == set(combinations(range(3), 2))

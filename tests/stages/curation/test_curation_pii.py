@@ -59,7 +59,9 @@ def test_pii_mixed_with_banking_text_keeps_the_rest():
 
 
 def test_iban_followed_by_words_is_redacted_alone():
-    result = redact_pii(pd.Series(["Send it to DE89 3704 0044 0532 0130 00 TODAY PLEASE"], dtype="string"), PiiConfig())
+    result = redact_pii(
+        pd.Series(["Send it to DE89 3704 0044 0532 0130 00 TODAY PLEASE"], dtype="string"), PiiConfig()
+    )
     assert result.texts.tolist() == ["Send it to [IBAN] TODAY PLEASE"]
 
 

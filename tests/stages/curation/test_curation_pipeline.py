@@ -42,12 +42,23 @@ def planted() -> tuple[pd.DataFrame, dict[str, str]]:
     first = train.iloc[0]
     extra.append((first["text"].upper() + " !!", first["label"], "train", "exact_duplicate"))
     conflict = train.iloc[7]
-    extra.append((conflict["text"], classes[-1] if conflict["label"] != classes[-1] else classes[0], "train", "conflicting_labels"))
+    extra.append(
+        (
+            conflict["text"],
+            classes[-1] if conflict["label"] != classes[-1] else classes[0],
+            "train",
+            "conflicting_labels",
+        )
+    )
     extra.append((test.iloc[3]["text"], test.iloc[3]["label"], "train", "duplicates_test_row"))
     near_test = long_test.iloc[0]
-    extra.append((edit_copy(near_test["text"], "drop", generator), near_test["label"], "train", "duplicates_test_row"))
+    extra.append(
+        (edit_copy(near_test["text"], "drop", generator), near_test["label"], "train", "duplicates_test_row")
+    )
     near_train = long_train.iloc[4]
-    extra.append((edit_copy(near_train["text"], "add", generator), near_train["label"], "train", "near_duplicate"))
+    extra.append(
+        (edit_copy(near_train["text"], "add", generator), near_train["label"], "train", "near_duplicate")
+    )
     extra.append(("   ", classes[0], "train", "empty_text"))
     extra.append(("hi", classes[0], "train", "text_too_short"))
     extra.append(("card " * 300, classes[0], "train", "text_too_long"))
@@ -56,10 +67,15 @@ def planted() -> tuple[pd.DataFrame, dict[str, str]]:
         extra += [(sentence, classes[1], "train", "language_not_allowed") for sentence in sentences]
     extra += [(text, classes[2], "train", "") for text in pii_rows()["text"]]
     extra.append(("<p>How do I <b>top up</b> by card?</p> &amp; thanks", classes[3], "train", ""))
-    extra.append(("I can’t find the exchange rate for euros – why?".encode().decode("cp1252"), classes[4], "train", ""))
+    extra.append(
+        ("I can’t find the exchange rate for euros – why?".encode().decode("cp1252"), classes[4], "train", "")
+    )
 
     planted_rows = common_schema(
-        [text for text, *_ in extra], [label for _, label, *_ in extra], [split for *_, split, _ in extra], range(90001, 90001 + len(extra))
+        [text for text, *_ in extra],
+        [label for _, label, *_ in extra],
+        [split for *_, split, _ in extra],
+        range(90001, 90001 + len(extra)),
     )
     rows = pd.concat([train, test, planted_rows], ignore_index=True)
     expected = dict(zip(planted_rows[S.ROW_ID], [reason for *_, reason in extra], strict=True))
@@ -108,7 +124,11 @@ def test_pii_is_redacted_in_kept_rows(result):
     redacted = result.rows[result.rows["pii_redacted"] != ""]
     assert len(redacted) == len(pii_rows())
     assert redacted["text"].str.contains(r"\[(?:EMAIL|PHONE|CARD|IBAN|IP)\]").all()
-    assert not result.rows.loc[result.rows["pii_redacted"] == "", "text"].str.contains(r"\[(?:EMAIL|PHONE|CARD|IBAN|IP)\]").any()
+    assert (
+        not result.rows.loc[result.rows["pii_redacted"] == "", "text"]
+        .str.contains(r"\[(?:EMAIL|PHONE|CARD|IBAN|IP)\]")
+        .any()
+    )
     assert sum(result.metrics["pii"]["values_redacted"].values()) == len(pii_rows())
 
 
@@ -141,7 +161,9 @@ def test_label_issues_only_on_train_rows(planted, result):
 
 def test_label_issues_can_be_quarantined(planted):
     rows, _ = planted
-    config = CONFIG.model_copy(update={"label_issues": CONFIG.label_issues.model_copy(update={"quarantine": True})})
+    config = CONFIG.model_copy(
+        update={"label_issues": CONFIG.label_issues.model_copy(update={"quarantine": True})}
+    )
     quarantined = curate(rows, config, "classification", seed=42)
     assert quarantined.metrics["quarantine_reasons"]["label_issue"] == len(quarantined.label_issues)
     assert not quarantined.rows["label_issue_suspected"].any()
@@ -164,9 +186,13 @@ def test_same_input_same_output(planted, result):
 
 def test_unknown_label_error_names_the_row(planted):
     rows, _ = planted
-    config = CurateConfig(labels={"allowed": every_other_class(19)}, label_issues={"enabled": False}, language={"keep": []})
+    config = CurateConfig(
+        labels={"allowed": every_other_class(19)}, label_issues={"enabled": False}, language={"keep": []}
+    )
     config = config.model_copy(update={"labels": config.labels.model_copy(update={"unknown": "error"})})
-    with pytest.raises(InputDataError, match=r"row \d+, field `label`: label '.*' is not in `curate.labels.allowed`"):
+    with pytest.raises(
+        InputDataError, match=r"row \d+, field `label`: label '.*' is not in `curate.labels.allowed`"
+    ):
         curate(rows, config, "classification", seed=42)
 
 

@@ -34,7 +34,9 @@ def test_mojibake_is_fixed():
 
 
 def test_html_tags_and_entities_are_removed():
-    repaired, counts = repair(["<p>How do I <b>top up</b> my card?</p>", "Fees &amp; charges &#8364;5", "Is 3 < 5 > 4?"])
+    repaired, counts = repair(
+        ["<p>How do I <b>top up</b> my card?</p>", "Fees &amp; charges &#8364;5", "Is 3 < 5 > 4?"]
+    )
     assert repaired == ["How do I top up my card?", "Fees & charges €5", "Is 3 < 5 > 4?"]
     assert counts["html_tags"] == 1
     assert counts["html_entities"] == 1
