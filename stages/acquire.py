@@ -158,7 +158,7 @@ class _InvalidCellError(ValueError):
 def _as_string(values: pd.Series) -> pd.Series:
     """Return values as nullable strings: numbers become their text, lists and dicts their JSON.
 
-    Bytes are decoded as UTF-8; raises _InvalidCellError for bytes that are not UTF-8.
+    Bytes are decoded as UTF-8, and bytes that are not UTF-8 raise _InvalidCellError.
     """
     if pd.api.types.is_string_dtype(values) and not pd.api.types.is_object_dtype(values):
         return values.astype("string")

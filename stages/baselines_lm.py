@@ -26,7 +26,13 @@ from stages.generation.decoding import run_system
 from stages.generation.mr_template import realise_mr
 from stages.generation.pairs import load_pairs, require_generation_task
 from stages.generation.prompts import build_prompt, check_prompt_style
-from stages.generation.scoring import group_references, prediction_table, score_system, select_inputs
+from stages.generation.scoring import (
+    REFERENCES,
+    group_references,
+    prediction_table,
+    score_system,
+    select_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json(
         {
             "test_inputs": len(inputs),
-            "references": int(inputs["references"].map(len).sum()),
+            "references": int(inputs[REFERENCES].map(len).sum()),
             "few_shot_examples": [{"text": text, "target": target} for text, target in examples],
             "systems": scores,
         },

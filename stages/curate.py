@@ -41,12 +41,16 @@ def quarantine_table(result: CurationResult) -> pd.DataFrame:
 
 
 def slim_summary(summary: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Drop the expectation arguments from a suite summary, which the Data Docs already show."""
+    """Drop arguments and example values from a suite summary before it goes into the metrics.
+
+    The Data Docs show both. Examples from the raw suite can contain text that is not redacted
+    yet, and the metrics file is committed to Git.
+    """
     if summary is None:
         return None
     slim = {key: value for key, value in summary.items() if key != "expectations"}
     slim["expectations"] = [
-        {key: value for key, value in entry.items() if key != "kwargs"}
+        {key: value for key, value in entry.items() if key not in ("kwargs", "examples")}
         | {"column": entry["kwargs"].get("column")}
         for entry in summary["expectations"]
     ]

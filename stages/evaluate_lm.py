@@ -69,6 +69,51 @@ def write_score_plot(scores: dict[str, dict], path: Path) -> None:
         pd.DataFrame(rows, columns=["label", "system", "metric", "score"]).to_csv(tmp, index=False)
 
 
+def evaluate_adapter(
+    lm: LocalLM,
+    adapter_dir: Path,
+    inputs: pd.DataFrame,
+    baseline_tables: dict[str, pd.DataFrame],
+    general_lines: list[str],
+    prompt: PromptConfig,
+    decoding: DecodingConfig,
+    config: EvaluateConfig,
+    seed: int,
+) -> tuple[pd.DataFrame, dict]:
+    """Measure forgetting, generate with the adapter and score it with every baseline.
+
+    Returns the adapter's prediction table and the metrics. `lm.model` is replaced by the base
+    model with the adapter merged in.
+    """
+    adapted = load_adapter(lm, adapter_dir)
+    texts = sample_lines(general_lines, lm.tokenizer, config.forgetting, seed)
+    forgetting = measure_forgetting(adapted, lm.tokenizer, texts, config.forgetting)
+
+    # Merged weights compute base + adapter (up to float rounding) and generate faster than PEFT layers.
+    lm.model = adapted.merge_and_unload()
+    prompts = [build_prompt(prompt, text) for text in inputs[S.TEXT].astype(str)]
+    adapter_table = run_system(lm, inputs, prompts, decoding, seed, ADAPTER)
+
+    scores = {name: score_system(table, inputs, name) for name, table in baseline_tables.items()}
+    scores[ADAPTER] = score_system(adapter_table, inputs, ADAPTER)
+    for name, score in scores.items():
+        logger.info(
+            "%-10s BLEU %.2f  chrF %.2f  ROUGE-L %.2f  %s tokens/s",
+            name,
+            score["bleu"],
+            score["chrf"],
+            score["rouge_l"],
+            score["generated_tokens_per_second"],
+        )
+    metrics = {
+        "test_inputs": len(inputs),
+        "references": int(inputs[REFERENCES].map(len).sum()),
+        "systems": scores,
+        "forgetting": forgetting,
+    }
+    return adapter_table, metrics
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--adapter", required=True, help="adapter folder written by the train_lm stage")
@@ -101,37 +146,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     lm = load_lm(path, trust_remote_code=lm_config.trust_remote_code, device=decoding.device)
     check_prompt_style(prompt, lm.tokenizer, lm.name)
     adapter_dir = Path(args.adapter)
-    adapted = load_adapter(lm, adapter_dir)
-
-    texts = sample_lines(general_lines, lm.tokenizer, config.forgetting, seed)
-    forgetting = measure_forgetting(adapted, lm.tokenizer, texts, config.forgetting)
-
-    # Merged weights compute base + adapter (up to float rounding) and generate faster than PEFT layers.
-    lm.model = adapted.merge_and_unload()
-    prompts = [build_prompt(prompt, text) for text in inputs[S.TEXT].astype(str)]
-    adapter_table = run_system(lm, inputs, prompts, decoding, seed, ADAPTER)
+    adapter_table, metrics = evaluate_adapter(
+        lm, adapter_dir, inputs, baseline_tables, general_lines, prompt, decoding, config, seed
+    )
     write_table(adapter_table, args.predictions)
-
-    scores = {name: score_system(table, inputs, name) for name, table in baseline_tables.items()}
-    scores[ADAPTER] = score_system(adapter_table, inputs, ADAPTER)
-    for name, score in scores.items():
-        logger.info(
-            "%-10s BLEU %.2f  chrF %.2f  ROUGE-L %.2f  %s tokens/s",
-            name,
-            score["bleu"],
-            score["chrf"],
-            score["rouge_l"],
-            score["generated_tokens_per_second"],
-        )
-
-    metrics = {
-        "test_inputs": len(inputs),
-        "references": int(inputs[REFERENCES].map(len).sum()),
-        "systems": scores,
-        "forgetting": forgetting,
-    }
     write_json(metrics, args.metrics)
-    write_score_plot(scores, Path(args.plot))
+    write_score_plot(metrics["systems"], Path(args.plot))
 
     if config.log_to_mlflow:
         info_file = adapter_dir / TRAINING_INFO_FILE
@@ -155,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             lock_file=config.dvc_lock,
         )
 
-    check_forgetting(forgetting, config.forgetting.max_relative_increase)
+    check_forgetting(metrics["forgetting"], config.forgetting.max_relative_increase)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def convert_gguf(path: Path) -> tuple[Any, Any]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # A GGUF file holds weights and tokenizer data only, never code, so remote code stays off.
+    # A GGUF file contains weights and tokenizer data only, never code, so remote code stays off.
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
     gguf_model = AutoModelForCausalLM.from_pretrained(
         str(path.parent), gguf_file=path.name, dtype=torch.float32, trust_remote_code=False

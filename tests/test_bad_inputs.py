@@ -98,7 +98,7 @@ def stage_arguments(params: Path, out: Path) -> dict[str, list[str]]:
             "--rows", str(out / "curated" / "rows.parquet"),
             "--out-dir", str(out / "split"),
             "--metrics", str(out / "metrics" / "split.json"),
-            "--suite", str(REPO_ROOT / "expectations" / "split.json"),
+            "--suite", str(REPO_ROOT / "expectations" / "splits.json"),
         ],
     }  # fmt: skip
 
@@ -150,7 +150,9 @@ def test_bad_input_case(case: dict[str, Any], tmp_path: Path, capsys: pytest.Cap
             assert exit_code != 0, f"{stage} succeeded but the case expects an error"
             errors = [line for line in output.splitlines() if line.startswith("error: ")]
             assert len(errors) == 1, output[-3000:]
-            assert re.search(expect["message"], errors[0]), errors[0]
+            # A gate failure lists its failed expectations on the lines after the first.
+            message = output[output.index(errors[0]) :]
+            assert re.search(expect["message"], message), message
             return
         assert exit_code == 0, f"{stage} failed:\n{output[-3000:]}"
         if stage != "split":

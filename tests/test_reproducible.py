@@ -40,7 +40,7 @@ def tiny_params() -> dict[str, Any]:
         source["limit"] = 200 if source.get("split") == "train" else 60
     params["evaluate"]["latency_rows"] = 5
     params["baselines"]["keyword_rules"] = {"card_arrival": ["arrive", "arrived"]}
-    # Generating rows needs the prepared language model; the augment stage then passes train through.
+    # Generating rows needs the prepared language model, so augment passes the train rows through.
     params["augment"]["enabled"] = False
     # Two parallel workers still exercise the parallel path of the stability estimate.
     params["split"]["stability"].update({"seeds": 2, "bootstrap": 20, "n_jobs": 2})
@@ -87,7 +87,7 @@ def differences(first: dict[str, Path], second: dict[str, Path]) -> list[str]:
     for name, path in first.items():
         other = second[name]
         if name.endswith(".parquet") and TIMING_COLUMNS & set(pq.read_schema(path).names):
-            # Latency columns are timed; every other column must match exactly.
+            # Latency columns are timed, but every other column must match exactly.
             if not without_timings(path).equals(without_timings(other)):
                 found.append(f"{name}: the tables differ outside {sorted(TIMING_COLUMNS)}")
         elif path.read_bytes() != other.read_bytes():
@@ -103,7 +103,9 @@ def changed_keys(left: Any, right: Any, prefix: str = "") -> list[str]:
     """Return the dotted keys whose values differ between two JSON values."""
     if isinstance(left, dict) and isinstance(right, dict):
         keys = sorted(set(left) | set(right))
-        return [key for name in keys for key in changed_keys(left.get(name), right.get(name), f"{prefix}{name}.")]
+        return [
+            key for name in keys for key in changed_keys(left.get(name), right.get(name), f"{prefix}{name}.")
+        ]
     return [] if left == right else [f"{prefix.rstrip('.')} ({left!r} != {right!r})"]
 
 

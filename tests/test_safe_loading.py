@@ -19,7 +19,7 @@ STAGES = REPO_ROOT / "stages"
 
 # Modules whose import alone means something is (or can be) unpickled.
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "shelve", "marshal"}
-# joblib.Parallel pickles work for its worker processes, which is allowed; joblib's file loaders are not.
+# joblib.Parallel pickles tasks for its worker processes, which is allowed, but joblib's file loaders are not.
 JOBLIB_FILE_FUNCTIONS = {"load", "dump"}
 # Classes whose from_pretrained loads configuration or tokenizer files, never weights.
 NO_WEIGHTS_LOADERS = {
@@ -30,7 +30,7 @@ NO_WEIGHTS_LOADERS = {
     "GenerationConfig",
 }
 # PEFT loads adapter_model.safetensors when present and otherwise torch.load(weights_only=True)
-# (peft.utils.save_and_load.torch_load, peft 0.21); its from_pretrained has no use_safetensors switch.
+# (peft.utils.save_and_load.torch_load, peft 0.21). Its from_pretrained has no use_safetensors switch.
 PEFT_LOADERS = {"PeftModel", "PeftModelForCausalLM", "PeftModelForSequenceClassification"}
 
 
@@ -104,7 +104,7 @@ def test_model_weights_load_from_safetensors():
             if not name.endswith(".from_pretrained") or owner in NO_WEIGHTS_LOADERS | PEFT_LOADERS:
                 continue
             if keyword(call, "gguf_file") is not None:
-                continue  # weights come from the GGUF file, which holds no pickled data
+                continue  # weights come from the GGUF file, which contains no pickled data
             if not is_true(keyword(call, "use_safetensors")):
                 problems.append(f"{where(path, call)} {name} does not pass use_safetensors=True")
     assert problems == []

@@ -110,7 +110,7 @@ def rejected_frame(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
     )
 
 
-# Reason code of a record whose strings hold a lone UTF-16 surrogate (a JSON escape such as \ud800 without
+# Reason code of a record whose strings contain a lone UTF-16 surrogate (a JSON escape such as \ud800 without
 # its pair): such text cannot be encoded as UTF-8, so it cannot be stored in Parquet.
 INVALID_UNICODE = "invalid_unicode"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -120,7 +120,7 @@ def lone_surrogate_field(value: Any, path: str = "") -> str | None:
     """Return the dotted path of the first string or key in parsed JSON with a lone surrogate, else None.
 
     The path of the value itself is "", for a record that is one string. Paired surrogates never reach
-    here: JSON decoding joins them into one character.
+    here, because JSON decoding joins them into one character.
     """
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")

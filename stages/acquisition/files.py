@@ -33,7 +33,7 @@ RAW_PREVIEW_CHARS = 2000
 # JSON Lines records end at \n, \r\n or \r only. str.splitlines() also splits at U+2028, U+0085 and
 # other characters that JSON strings may contain unescaped.
 JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
-# A \u escape of a UTF-16 surrogate (D800 to DFFF); only lines with one need the slower Unicode check.
+# Only lines with a \u escape of a UTF-16 surrogate (D800 to DFFF) need the slower Unicode check.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 

@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import Field, model_validator
 from rensa import RMinHash, RMinHashLSH
 from scipy.sparse import coo_matrix
@@ -32,6 +33,9 @@ from stages.core.params import StageConfig
 from stages.curation.duplicates import DUPLICATES_TEST_ROW, Decisions
 
 NEAR_DUPLICATE = "near_duplicate"
+
+# A batch of matching keys: a list, a pandas Series or an Arrow array of strings.
+Keys = Sequence[str] | pd.Series | pa.Array | pa.ChunkedArray
 
 # Stored shingle hashes keep their top 32 bits, packed after the row number into one uint64
 # (row << 32 | hash >> 32), so a binary search in one sorted array finds whether row r
@@ -145,12 +149,14 @@ class NearDuplicateIndex:
     def __len__(self) -> int:
         return self._rows
 
-    def add_batch(self, keys: Sequence[str]) -> Pairs:
+    def add_batch(self, keys: Keys) -> Pairs:
         """Index a batch of matching keys; returns the verified pairs it forms with itself and earlier rows.
 
-        The rows get the next global numbers in order. A key without shingles (empty) gets a
-        token of its own so that it never matches anything.
+        `keys` is a list, a pandas Series or an Arrow array of strings (a DataFrame or Arrow
+        table column). The rows get the next global numbers in order. A missing or empty key
+        gets a token of its own so that it never matches anything.
         """
+        keys = _as_list(keys)
         first = self._rows
         count = len(keys)
         if count == 0:
@@ -260,11 +266,19 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[np.r_[True, values[1:] != values[:-1]]]
 
 
-def find_near_duplicate_pairs(
-    keys: pd.Series | Sequence[str], config: NearDuplicateConfig, seed: int
-) -> Pairs:
+def _as_list(keys: Keys) -> list[str]:
+    if isinstance(keys, (pa.Array, pa.ChunkedArray)):
+        values = keys.to_pylist()
+    elif isinstance(keys, pd.Series):
+        values = keys.tolist()
+    else:
+        values = list(keys)
+    return ["" if value is None or value is pd.NA else value for value in values]
+
+
+def find_near_duplicate_pairs(keys: Keys, config: NearDuplicateConfig, seed: int) -> Pairs:
     """Run the near-duplicate search over `keys` in batches of `config.batch_rows`; rows are positions."""
-    values = keys.tolist() if isinstance(keys, pd.Series) else list(keys)
+    values = _as_list(keys)
     index = NearDuplicateIndex.from_config(config, seed)
     parts = [
         index.add_batch(values[start : start + config.batch_rows])

@@ -307,6 +307,7 @@ def quarantine(inputs: ReportInputs) -> str:
         return notice(
             "no stage metrics found: " + inputs.why_missing(*(f"{s} metrics" for s in QUARANTINE_SOURCES))
         )
+
     parts = [
         "<p>Every stage writes the rows it removes to its quarantine table with a reason code "
         "(for augment: the generated rows it rejected).</p>",
@@ -447,6 +448,7 @@ def splits(inputs: ReportInputs) -> str:
         sizes = {name: len(frame) for name, frame in inputs.splits.items()}
     if not sizes:
         return notice(inputs.why_missing("split metrics", "train split"))
+
     shares = _mapping(metrics, "shares")
     total = sum(value for value in sizes.values() if _number(value)) or 1
     parts = []
@@ -492,6 +494,7 @@ def leakage(inputs: ReportInputs) -> str:
             if inputs.split is None
             else "the split metrics have no `leakage` entry"
         )
+
     parts = []
     passed = report.get("passed")
     if passed is True:
@@ -515,6 +518,7 @@ def leakage(inputs: ReportInputs) -> str:
                 f"threshold {result['threshold']}" if "threshold" in result else ""
             )
             rows.append([pair, check, result.get("rows"), _rate(result.get("rate")), note])
+
     parts.append(table(["pair", "check", "rows", "rate", "note"], rows))
     limits = _mapping(report, "limits")
     if limits:

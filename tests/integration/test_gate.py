@@ -92,7 +92,7 @@ def test_gate_passes_on_clean_data(gate_repo):
 def test_gate_fails_on_test_row_copied_into_train(gate_repo):
     root, env = gate_repo
     test_row = acquired_rows(root, "test").iloc[0]
-    # One extra word keeps the copy apart from curate's exact-duplicate key; with curate's
+    # One extra word keeps the copy apart from curate's exact-duplicate key. With curate's
     # near-duplicate removal switched off, only the split stage's leakage check can catch it.
     add_source(
         root, "planted", [{"text": f"{test_row['text']} x", "category": test_row["category"]}], "train"

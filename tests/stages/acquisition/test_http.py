@@ -10,6 +10,7 @@ import pytest
 from stages.acquire import acquire, parse_sources
 from stages.acquisition.http import retry_after_seconds
 from stages.core.errors import InputDataError, ParamsError
+from stages.core.io import write_table
 
 TOKEN = "tok-3f9c2a7e51"
 
@@ -341,6 +342,28 @@ def test_non_object_records_are_rejected(json_server, recorded_sleeps):
     assert rejected["quarantine_reason"].tolist() == ["not_an_object", "not_an_object"]
     assert rejected["source_row"].tolist() == [2, 3]
     assert rejected["text"].tolist() == ['"stray text"', "7"]
+
+
+def test_lone_surrogate_records_are_rejected(json_server, recorded_sleeps, tmp_path):
+    # A \ud83d escape without its low half decodes to a string that UTF-8, and so Parquet, cannot store.
+    body = (
+        '{"data": {"items": [{"id": 1, "body": "fine \\ud83d\\ude00", "meta": {"intent": "a"}}, '
+        '{"id": 2, "body": "broken \\ud83d", "meta": {"intent": "b"}}, "\\udfff"]}}'
+    )
+    json_server.routes["/unicode"] = lambda query, headers: (200, {}, body)
+    configs = parse_sources([http_source(json_server.url("/unicode"), pagination={"type": "none"})])
+
+    table, quarantine, _ = acquire(configs, seed=0)
+
+    assert table["text"].tolist() == ["fine \U0001f600"]
+    rejected = quarantine.frame()
+    assert rejected["quarantine_reason"].tolist() == ["invalid_unicode", "invalid_unicode"]
+    assert rejected["source_row"].tolist() == [2, 3]
+    assert rejected["quarantine_detail"].tolist() == [
+        "record 2, field `body`: a \\u escape encodes a lone surrogate, which is not valid Unicode text",
+        "record 3: a \\u escape encodes a lone surrogate, which is not valid Unicode text",
+    ]
+    write_table(rejected, tmp_path / "quarantine.parquet")  # the raw records are stored escaped
 
 
 def test_rate_limit_spaces_requests(json_server, recorded_sleeps, read_source):

@@ -23,6 +23,18 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BANKING77 = REPO_ROOT / "data" / "sources" / "banking77"
 
 
+# Loggers that `stages.core.cli.setup_logging` quiets to WARNING; a test that ran a stage through
+# `run_stage` earlier in the session leaves them quiet, so each test turns them up again.
+LIBRARY_LOGGERS = ("urllib3", "filelock", "httpx", "alembic", "great_expectations", "sqlalchemy", "mlflow")
+
+
+def capture_every_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Capture records of every level from the stages and the libraries they call."""
+    caplog.set_level(logging.DEBUG)
+    for name in LIBRARY_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
 def find_secret(folder: Path, secret: str) -> list[str]:
     """Return the files under `folder` that contain `secret`: Parquet cells and metadata, or raw bytes."""
     hits = []
@@ -98,7 +110,7 @@ def test_http_secret_stays_out_of_outputs_and_logs(
 ):
     monkeypatch.setenv("PLANTED_TOKEN", TOKEN)
     serve_pages(json_server)
-    caplog.set_level(logging.DEBUG)
+    capture_every_log(caplog)
 
     out = run_stage(tmp_path, http_sources(json_server.url("/items")))
 
@@ -124,7 +136,7 @@ def test_http_secret_stays_out_of_errors(json_server, recorded_sleeps, tmp_path,
         {},
         {"error": f"upstream failed for key {TOKEN}"},
     )
-    caplog.set_level(logging.DEBUG)
+    capture_every_log(caplog)
     sources = http_sources(json_server.url("/items"))
     sources[0]["retry"] = {"max_retries": 1}
 
@@ -150,7 +162,7 @@ def test_sql_password_stays_out_of_outputs_and_logs(postgres_server, tmp_path, m
     )
     monkeypatch.setenv("PLANTED_URL", postgres_server.url(f"planted_reader:{TOKEN}", "planted"))
     monkeypatch.setenv("PLANTED_TOKEN", TOKEN)
-    caplog.set_level(logging.DEBUG)
+    capture_every_log(caplog)
     sources = [
         {
             "name": "from-url-env",
@@ -231,7 +243,7 @@ def pipeline_params(server_url: str, tiny_encoder: Path) -> dict[str, Any]:
             ]
         },
         "split": {"stability": {"enabled": False}},
-        # Generating rows needs the prepared language model; the augment stage then passes train through.
+        # Generating rows needs the prepared language model, so augment passes the train rows through.
         "augment": {"enabled": False},
         "baselines": {"keyword_rules": {"card_arrival": ["arrive", "arrived"]}},
         "train": {"epochs": 1, "batch_size": 16, "warmup_steps": 0, "max_length": 32, "threads": 1,
@@ -267,7 +279,7 @@ def test_secret_stays_out_of_every_stage_output(
     (tmp_path / "expectations").symlink_to(REPO_ROOT / "expectations", target_is_directory=True)
     params = pipeline_params(json_server.url("/tickets"), tiny_encoder)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    caplog.set_level(logging.DEBUG)
+    capture_every_log(caplog)
 
     for stage in ("acquire", *DOWNSTREAM_STAGES):
         module, arguments = stage_command(stage)

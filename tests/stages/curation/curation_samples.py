@@ -1,8 +1,8 @@
 """Real BANKING77 rows with planted problems, for the curate tests.
 
 Every sample starts from rows of data/sources/banking77 and plants one kind of problem with a
-known answer: edited near-copies, PII values of every type, sentences in other languages and
-flipped labels.
+known expected outcome: edited near-copies, PII values of every type, sentences in other
+languages and flipped labels.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from curation_samples import banking_rows, edit_copy
 from pydantic import ValidationError
@@ -116,8 +117,17 @@ def test_word_shingles_find_reordered_copies():
     assert found_pairs(pairs) == {(0, 1)}
 
 
+def test_arrow_and_pandas_batches_agree(planted):
+    keys, _ = planted
+    index = NearDuplicateIndex.from_config(CONFIG, seed=42)
+    first = index.add_batch(pa.array(keys.iloc[:200].tolist()))
+    second = index.add_batch(keys.iloc[200:])
+    expected = found_pairs(find_near_duplicate_pairs(keys.tolist(), CONFIG, seed=42))
+    assert found_pairs(Pairs.concat([first, second])) == expected
+
+
 def test_empty_keys_never_match():
-    pairs = find_near_duplicate_pairs(["", "", "abc def ghi"], CONFIG, seed=1)
+    pairs = find_near_duplicate_pairs(["", "", None, "abc def ghi"], CONFIG, seed=1)
     assert len(pairs) == 0
 
 
@@ -145,7 +155,7 @@ def test_first_row_of_a_cluster_is_kept():
     assert result.decisions.details[2] == "Jaccard 0.80 with row r1; cluster kept as row r0"
 
 
-def test_test_rows_are_never_removed_in_favour_of_train_rows():
+def test_test_rows_win_over_train_rows():
     result = resolve([(0, 1, 0.9), (1, 2, 0.95), (0, 3, 0.9)], ["train", "test", "test", "train"])
     reasons = result.decisions.reasons.tolist()
     assert reasons == [DUPLICATES_TEST_ROW, pd.NA, pd.NA, NEAR_DUPLICATE]

@@ -211,7 +211,7 @@ def e2e_rows(inputs: int) -> pd.DataFrame:
     return frame
 
 
-def test_generation_rows_keep_shared_inputs_and_drop_repeated_pairs():
+def test_generation_repeated_pairs_removed():
     rows = e2e_rows(5)
     repeated = rows.iloc[[0]].copy()
     repeated[S.TARGET] = repeated[S.TARGET].str.upper() + "  "

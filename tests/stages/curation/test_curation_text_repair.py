@@ -21,7 +21,7 @@ def test_clean_banking77_text_is_unchanged_except_whitespace():
     assert counts["mojibake"] == 0
     assert counts["html_tags"] == 0
     assert counts["html_entities"] == 0
-    # BANKING77 has double spaces and trailing blanks; collapsing them is the only edit.
+    # BANKING77 has double spaces and trailing blanks, and collapsing them is the only edit.
     assert (repaired[changed] == rows.loc[changed, "text"].str.split().str.join(" ")).all()
 
 
