@@ -110,8 +110,8 @@ def rejected_frame(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
     )
 
 
-# Reason code of a record whose strings contain a lone UTF-16 surrogate (a JSON escape such as \ud800 without
-# its pair): such text cannot be encoded as UTF-8, so it cannot be stored in Parquet.
+# Reason code of a record whose strings contain a lone UTF-16 surrogate, a JSON escape such as \ud800
+# without its pair. Such text cannot be encoded as UTF-8, so it cannot be stored in Parquet.
 INVALID_UNICODE = "invalid_unicode"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

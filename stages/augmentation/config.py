@@ -46,6 +46,8 @@ class FewShotConfig(StageConfig):
     repetition_penalty: float = Field(default=1.1, gt=0)
     batch_size: int = Field(default=8, ge=1)
     device: str = "auto"
+    # CPU threads for torch during generation; 0 keeps torch's default (one per core).
+    threads: int = Field(default=0, ge=0)
 
     @field_validator("template")
     @classmethod

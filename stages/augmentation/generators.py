@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from stages.augmentation.backtranslation import load_translator
 from stages.augmentation.config import AugmentConfig
 from stages.augmentation.pipeline import Generators
@@ -55,6 +57,8 @@ def build_generators(
     if not (config.enabled and has_targets):
         return generators, lm
     if config.fewshot.enabled:
+        if config.fewshot.threads:
+            torch.set_num_threads(config.fewshot.threads)
         if lm is None:
             lm_config = parse_lm_config(params)
             path = resolve_lm_path(lm_config.name, base_lm)

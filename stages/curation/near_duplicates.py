@@ -118,69 +118,23 @@ class _Chunk:
 
 
 @dataclass
-class NearDuplicateIndex:
-    """LSH index and stored shingle hashes of every row added so far; rows are numbered 0, 1, 2, ..."""
+class ShingleStore:
+    """Shingle hashes of every row added so far, for exact Jaccard similarity of any pair of rows.
 
-    num_perm: int
-    num_bands: int
-    threshold: float
-    shingle: Literal["char", "word"]
-    shingle_size: int
-    seed: int
-    _lsh: RMinHashLSH = field(init=False, repr=False)
-    _chunks: list[_Chunk] = field(default_factory=list, init=False, repr=False)
-    _set_sizes: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
-    _rows: int = field(default=0, init=False)
+    Rows are numbered 0, 1, 2, ... in the order they were added. Each batch is one sorted chunk,
+    so adding a batch never copies the earlier ones.
+    """
 
-    def __post_init__(self) -> None:
-        self._lsh = RMinHashLSH(self.threshold, self.num_perm, self.num_bands)
-
-    @classmethod
-    def from_config(cls, config: NearDuplicateConfig, seed: int) -> NearDuplicateIndex:
-        return cls(
-            num_perm=config.num_perm,
-            num_bands=config.num_bands,
-            threshold=config.threshold,
-            shingle=config.shingle,
-            shingle_size=config.shingle_size,
-            seed=seed,
-        )
+    _chunks: list[_Chunk] = field(default_factory=list, repr=False)
+    _set_sizes: list[np.ndarray] = field(default_factory=list, repr=False)
+    _rows: int = 0
 
     def __len__(self) -> int:
         return self._rows
 
-    def add_batch(self, keys: Keys) -> Pairs:
-        """Index a batch of matching keys; returns the verified pairs it forms with itself and earlier rows.
-
-        `keys` is a list, a pandas Series or an Arrow array of strings (a DataFrame or Arrow
-        table column). The rows get the next global numbers in order. A missing or empty key
-        gets a token of its own so that it never matches anything.
-        """
-        keys = _as_list(keys)
+    def add(self, hashes: list[list[int]]) -> None:
+        """Store one batch of rows, each given as the 64-bit hashes of its shingles."""
         first = self._rows
-        count = len(keys)
-        if count == 0:
-            return Pairs.empty()
-        if first + count > MAX_ROWS:
-            raise ValueError(
-                f"the near-duplicate index is limited to {MAX_ROWS} rows; use one index per part of the data"
-            )
-        tokens = shingle_sets(keys, self.shingle, self.shingle_size)
-        for offset in [i for i, shingles in enumerate(tokens) if not shingles]:
-            tokens[offset] = [f"\x00row {first + offset}"]
-
-        minhashes = RMinHash.from_token_sets(tokens, self.num_perm, self.seed)
-        self._store_hashes(tokens, first)
-        self._lsh.insert_many(minhashes, first)
-        self._rows += count
-
-        left, right = self._candidate_pairs(self._lsh.query_all(minhashes), first, count)
-        jaccard = self._jaccard(left, right)
-        verified = jaccard >= self.threshold
-        return Pairs(left[verified], right[verified], jaccard[verified], candidates=len(left))
-
-    def _store_hashes(self, tokens: list[list[str]], first: int) -> None:
-        hashes = RMinHash.hash_token_sets(tokens)
         lengths = np.fromiter(map(len, hashes), dtype=np.int64, count=len(hashes))
         flat = np.fromiter(chain.from_iterable(hashes), dtype=np.uint64, count=int(lengths.sum()))
         rows = np.repeat(np.arange(first, first + len(hashes), dtype=np.uint64), lengths)
@@ -188,23 +142,10 @@ class NearDuplicateIndex:
         row_of = (packed >> np.uint64(HASH_BITS)).astype(np.int64)
         self._chunks.append(_Chunk(first, packed))
         self._set_sizes.append(np.bincount(row_of - first, minlength=len(hashes)).astype(np.int64))
+        self._rows += len(hashes)
 
-    @staticmethod
-    def _candidate_pairs(
-        candidates: list[list[int]], first: int, count: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Flatten the LSH query results into unique (left < right) pairs of distinct rows."""
-        lengths = np.fromiter(map(len, candidates), dtype=np.int64, count=count)
-        right = np.fromiter(chain.from_iterable(candidates), dtype=np.int64, count=int(lengths.sum()))
-        left = np.repeat(np.arange(first, first + count, dtype=np.int64), lengths)
-        distinct = left != right
-        low = np.minimum(left[distinct], right[distinct])
-        high = np.maximum(left[distinct], right[distinct])
-        combined = _sorted_unique(low * MAX_ROWS + high)
-        return combined // MAX_ROWS, combined % MAX_ROWS
-
-    def _jaccard(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Return the exact Jaccard similarity of the stored shingle sets of each pair."""
+    def jaccard(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Return the exact Jaccard similarity of the stored shingle sets of each pair of rows."""
         if len(left) == 0:
             return np.empty(0, np.float64)
         sizes = np.concatenate(self._set_sizes)
@@ -256,6 +197,86 @@ class NearDuplicateIndex:
             hit[inside] = packed[position[inside]] == wanted[in_chunk][inside]
             found[in_chunk] = hit
         return found
+
+
+@dataclass
+class NearDuplicateIndex:
+    """LSH index and shingle store of every row added so far; rows are numbered 0, 1, 2, ..."""
+
+    num_perm: int
+    num_bands: int
+    threshold: float
+    shingle: Literal["char", "word"]
+    shingle_size: int
+    seed: int
+    _lsh: RMinHashLSH = field(init=False, repr=False)
+    _store: ShingleStore = field(default_factory=ShingleStore, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._lsh = RMinHashLSH(self.threshold, self.num_perm, self.num_bands)
+
+    @classmethod
+    def from_config(cls, config: NearDuplicateConfig, seed: int) -> NearDuplicateIndex:
+        return cls(
+            num_perm=config.num_perm,
+            num_bands=config.num_bands,
+            threshold=config.threshold,
+            shingle=config.shingle,
+            shingle_size=config.shingle_size,
+            seed=seed,
+        )
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def add_batch(self, keys: Keys) -> Pairs:
+        """Index a batch of matching keys; returns the verified pairs it forms with itself and earlier rows.
+
+        `keys` is a list, a pandas Series or an Arrow array of strings (a DataFrame or Arrow
+        table column). The rows get the next global numbers in order. A missing or empty key
+        gets a token of its own so that it never matches anything.
+        """
+        keys = _as_list(keys)
+        first = len(self._store)
+        count = len(keys)
+        if count == 0:
+            return Pairs.empty()
+        if first + count > MAX_ROWS:
+            raise ValueError(
+                f"the near-duplicate index is limited to {MAX_ROWS} rows; use one index per part of the data"
+            )
+        tokens = shingle_tokens(keys, self.shingle, self.shingle_size, first)
+        minhashes = RMinHash.from_token_sets(tokens, self.num_perm, self.seed)
+        self._store.add(RMinHash.hash_token_sets(tokens))
+        self._lsh.insert_many(minhashes, first)
+
+        left, right = _candidate_pairs(self._lsh.query_all(minhashes), first, count)
+        jaccard = self._store.jaccard(left, right)
+        verified = jaccard >= self.threshold
+        return Pairs(left[verified], right[verified], jaccard[verified], candidates=len(left))
+
+
+def shingle_tokens(keys: list[str], unit: Literal["char", "word"], size: int, first: int) -> list[list[str]]:
+    """Return the shingles of each key; a key without shingles gets a token no other row has.
+
+    `first` is the global number of the first key, which makes those tokens unique.
+    """
+    tokens = shingle_sets(keys, unit, size)
+    for offset in [i for i, shingles in enumerate(tokens) if not shingles]:
+        tokens[offset] = [f"\x00row {first + offset}"]
+    return tokens
+
+
+def _candidate_pairs(candidates: list[list[int]], first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten the LSH query results into unique (left < right) pairs of distinct rows."""
+    lengths = np.fromiter(map(len, candidates), dtype=np.int64, count=count)
+    right = np.fromiter(chain.from_iterable(candidates), dtype=np.int64, count=int(lengths.sum()))
+    left = np.repeat(np.arange(first, first + count, dtype=np.int64), lengths)
+    distinct = left != right
+    low = np.minimum(left[distinct], right[distinct])
+    high = np.maximum(left[distinct], right[distinct])
+    combined = _sorted_unique(low * MAX_ROWS + high)
+    return combined // MAX_ROWS, combined % MAX_ROWS
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

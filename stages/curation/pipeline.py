@@ -251,10 +251,11 @@ def _keys_with_fallback(texts: pd.Series) -> pd.Series:
 def _remove_near_duplicates(
     work: pd.DataFrame, task_type: TaskType, config: CurateConfig, seed: int, quarantine: Quarantine
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    keys = matching_keys(work[S.TEXT])
-    if task_type == "generation":
-        keys = keys + " " + matching_keys(work[S.TARGET])
-    pairs = near_duplicates.find_near_duplicate_pairs(keys, config.near_duplicates, seed)
+    settings = config.near_duplicates
+    if task_type == "classification":
+        pairs = near_duplicates.find_near_duplicate_pairs(matching_keys(work[S.TEXT]), settings, seed)
+    else:
+        pairs = _near_duplicate_generation_pairs(work, settings, seed)
     result = near_duplicates.resolve_near_duplicates(
         pairs, work[S.SPLIT].isin(config.protected_splits), work[S.ROW_ID], work[S.SPLIT]
     )
@@ -268,6 +269,26 @@ def _remove_near_duplicates(
     return _remove(
         work, result.decisions.reasons, result.decisions.details, quarantine
     ), result.decisions.metrics
+
+
+def _near_duplicate_generation_pairs(
+    work: pd.DataFrame, settings: near_duplicates.NearDuplicateConfig, seed: int
+) -> near_duplicates.Pairs:
+    """Return the pairs with the same input (matching key) whose targets are near-duplicates.
+
+    Comparing whole (input, target) pairs would let a long shared input make different
+    references of one input look like copies. Inputs must match exactly because structured
+    inputs such as E2E meaning representations differ in meaning by one attribute value.
+    """
+    pairs = near_duplicates.find_near_duplicate_pairs(matching_keys(work[S.TARGET]), settings, seed)
+    inputs = _keys_with_fallback(work[S.TEXT]).to_numpy()
+    same_input = inputs[pairs.left] == inputs[pairs.right]
+    return near_duplicates.Pairs(
+        pairs.left[same_input],
+        pairs.right[same_input],
+        pairs.jaccard[same_input],
+        candidates=pairs.candidates,
+    )
 
 
 def _check_labels(

@@ -235,3 +235,21 @@ def test_generation_target_rules():
     reasons = outcome.quarantine.frame().set_index(S.ROW_ID)["quarantine_reason"]
     assert reasons[rows.loc[0, S.ROW_ID]] == "empty_target"
     assert reasons[rows.loc[1, S.ROW_ID]] == "language_not_allowed"
+
+
+def test_generation_near_copies_need_the_same_input():
+    rows = e2e_rows(3)
+    longest = rows.loc[rows[S.TARGET].str.len().idxmax()]
+    copy = rows.loc[[longest.name]].copy()
+    copy[S.TARGET] = longest[S.TARGET] + " Indeed."
+    copy[S.ROW_ID] = "near-copy"
+    other_input = copy.copy()
+    other_input[S.TEXT] = rows.loc[rows[S.TEXT] != longest[S.TEXT], S.TEXT].iloc[0]
+    other_input[S.ROW_ID] = "same-target-other-input"
+    rows = pd.concat([rows, copy, other_input], ignore_index=True)
+    outcome = curate(rows, CurateConfig(), "generation", seed=1)
+    reasons = outcome.quarantine.frame().set_index(S.ROW_ID)["quarantine_reason"]
+    assert reasons.get("near-copy") == "near_duplicate"
+    assert "same-target-other-input" in set(outcome.rows[S.ROW_ID])
+    # References of one input are alike but are different targets: all of them stay.
+    assert set(e2e_rows(3)[S.ROW_ID]) <= set(outcome.rows[S.ROW_ID])
