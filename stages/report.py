@@ -2,9 +2,9 @@
 
 Sections: sources and provenance, class distribution, text lengths, quarantine per stage,
 expectation suites, PII, split sizes, leakage, stability, augmentation, baselines against the
-adapter, training curves, per-class F1, the confusion matrix and forgetting. Every input is optional: a stage that has not
-run leaves its section with a note. The page loads nothing from elsewhere (inline CSS and SVG),
-and it is logged to MLflow with the evaluation run it describes.
+adapter, training curves, per-class F1, the confusion matrix and forgetting. Every input is
+optional: a stage that has not run leaves its section with a note. The page loads nothing from
+elsewhere (inline CSS and SVG), and it is logged to MLflow with the evaluation run it describes.
 """
 
 from __future__ import annotations

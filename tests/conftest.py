@@ -24,7 +24,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 def banking_frame(split: str, labels: list[str], per_label: int) -> pd.DataFrame:
     """Return up to `per_label` BANKING77 rows per label in the common schema."""
     raw = pd.read_csv(BANKING77 / f"{split}.csv")
-    raw = raw[raw["category"].isin(labels)].groupby("category", sort=True).head(per_label).reset_index(drop=True)
+    raw = (
+        raw[raw["category"].isin(labels)]
+        .groupby("category", sort=True)
+        .head(per_label)
+        .reset_index(drop=True)
+    )
     frame = pd.DataFrame(
         {
             S.TEXT: raw["text"].astype("string"),
@@ -88,7 +93,9 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def repo_copy(tmp_path: Path) -> Path:
     """A copy of the repository's tracked layout (code, params, sources) without outputs."""
     target = tmp_path / "repo"
-    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", "mlflow.db", "mlartifacts", "mlruns", ".pytest_cache")
+    ignore = shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "mlflow.db", "mlartifacts", "mlruns", ".pytest_cache"
+    )
     target.mkdir()
     for name in ("stages", "expectations", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", "pyproject.toml"):
         source = REPO_ROOT / name

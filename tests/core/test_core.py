@@ -16,7 +16,9 @@ def test_write_table_is_byte_identical_for_equal_frames(tmp_path: Path):
     frame = pd.DataFrame({"text": ["a", "b", None], "n": [1, 2, 3]})
     write_table(frame, tmp_path / "one.parquet")
     write_table(frame.copy(), tmp_path / "two.parquet")
-    digests = [hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("one.parquet", "two.parquet")]
+    digests = [
+        hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("one.parquet", "two.parquet")
+    ]
     assert digests[0] == digests[1]
 
 
@@ -52,7 +54,9 @@ def test_quarantine_counts_reasons_and_checks_accounting():
     assert quarantine.counts() == {"empty_text": 2, "too_long": 1}
     assert quarantine.frame()["quarantine_detail"].tolist() == ["", "", "1200 chars"]
     quarantine.check(rows_in=10, rows_out=7)
-    with pytest.raises(RowAccountingError, match=r"rows in \(10\) != rows out \(8\) \+ rows quarantined \(3\)"):
+    with pytest.raises(
+        RowAccountingError, match=r"rows in \(10\) != rows out \(8\) \+ rows quarantined \(3\)"
+    ):
         quarantine.check(rows_in=10, rows_out=8)
 
 

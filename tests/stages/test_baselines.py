@@ -17,7 +17,9 @@ def test_majority_breaks_ties_by_label_order():
 
 
 def test_keyword_rules_count_whole_words():
-    model = baselines.KeywordClassifier({"change_pin": ["pin"], "card_arrival": ["card", "arrive"]}, fallback="other")
+    model = baselines.KeywordClassifier(
+        {"change_pin": ["pin"], "card_arrival": ["card", "arrive"]}, fallback="other"
+    )
     assert model.predict(["How do I change my PIN?"]) == ["change_pin"]
     assert model.predict(["My card did not arrive"]) == ["card_arrival"]
     assert model.predict(["spinning wheel"]) == ["other"]
@@ -67,7 +69,11 @@ def test_main_writes_readable_prediction_tables(small_splits, tmp_path: Path):
 
     write_table(small_splits["train"], tmp_path / "train.parquet")
     write_table(small_splits["test"], tmp_path / "test.parquet")
-    params = {"seed": 1, "baselines": {"keyword_rules": {"change_pin": ["pin"]}}, "evaluate": {"latency_rows": 3}}
+    params = {
+        "seed": 1,
+        "baselines": {"keyword_rules": {"change_pin": ["pin"]}},
+        "evaluate": {"latency_rows": 3},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "predictions"
     baselines.main(

@@ -21,7 +21,9 @@ def table(gold, predicted, latency=None):
 
 
 def test_scores_match_hand_computed_values():
-    scores = score_predictions(table(["a", "a", "b", "b"], ["a", "b", "b", "b"], [1, 2, 3, np.nan]), ["a", "b"])
+    scores = score_predictions(
+        table(["a", "a", "b", "b"], ["a", "b", "b", "b"], [1, 2, 3, np.nan]), ["a", "b"]
+    )
     assert scores["accuracy"] == 0.75
     assert scores["per_class_f1"]["a"] == pytest.approx(2 / 3)
     assert scores["per_class_f1"]["b"] == pytest.approx(0.8)
@@ -37,26 +39,39 @@ def test_predictions_must_cover_the_test_rows(tmp_path: Path):
         evaluate.collect_predictions(tmp_path, table(["a", "b"], ["a", "b"]), test)
 
 
-def test_evaluate_scores_every_model_and_logs_mlflow_run(small_splits, tiny_encoder: Path, tmp_path: Path, monkeypatch):
+def test_evaluate_scores_every_model_and_logs_mlflow_run(
+    small_splits, tiny_encoder: Path, tmp_path: Path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     for name, frame in small_splits.items():
         write_table(frame, tmp_path / f"{name}.parquet")
 
     model_config = ModelConfig(name=str(tiny_encoder))
-    config = train.TrainConfig(epochs=1, batch_size=16, threads=1, max_length=32, lora={"r": 4, "target_modules": ["query"]})
-    model, tokenizer, labels, _, info = train.train_classifier(small_splits["train"], small_splits["validation"], config, model_config, seed=0)
+    config = train.TrainConfig(
+        epochs=1, batch_size=16, threads=1, max_length=32, lora={"r": 4, "target_modules": ["query"]}
+    )
+    model, tokenizer, labels, _, info = train.train_classifier(
+        small_splits["train"], small_splits["validation"], config, model_config, seed=0
+    )
     train.save_adapter_folder(model, tokenizer, labels, info, tmp_path / "adapter")
 
     models = baselines.fit_baselines(small_splits["train"], baselines.BaselinesConfig(), seed=0)
     (tmp_path / "baselines").mkdir()
-    for name, predictions in baselines.predict_baselines(models, small_splits["test"], latency_rows=4, seed=0).items():
+    for name, predictions in baselines.predict_baselines(
+        models, small_splits["test"], latency_rows=4, seed=0
+    ).items():
         write_table(predictions, tmp_path / "baselines" / f"{name}.parquet")
 
     params = {
         "seed": 0,
         "model": {"name": str(tiny_encoder)},
-        "evaluate": {"latency_rows": 4, "max_length": 32, "experiment": "test-experiment", "data_inputs": ["test.parquet"]},
+        "evaluate": {
+            "latency_rows": 4,
+            "max_length": 32,
+            "experiment": "test-experiment",
+            "data_inputs": ["test.parquet"],
+        },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     evaluate.main(

@@ -28,7 +28,7 @@ def tiny_config(**overrides) -> train.TrainConfig:
 
 def test_training_saves_loadable_peft_adapter(small_splits, tiny_encoder: Path, tmp_path: Path):
     model_config = ModelConfig(name=str(tiny_encoder))
-    model, tokenizer, labels, result, info = train.train_classifier(
+    model, tokenizer, labels, _, info = train.train_classifier(
         small_splits["train"], small_splits["validation"], tiny_config(), model_config, seed=0
     )
     out = tmp_path / "adapter"
@@ -49,7 +49,11 @@ def test_training_saves_loadable_peft_adapter(small_splits, tiny_encoder: Path, 
 
 def test_best_epoch_has_highest_validation_macro_f1(small_splits, tiny_encoder: Path):
     _, _, _, result, _ = train.train_classifier(
-        small_splits["train"], small_splits["validation"], tiny_config(epochs=3), ModelConfig(name=str(tiny_encoder)), seed=0
+        small_splits["train"],
+        small_splits["validation"],
+        tiny_config(epochs=3),
+        ModelConfig(name=str(tiny_encoder)),
+        seed=0,
     )
     scores = [row["validation_macro_f1"] for row in result.history]
     assert len(scores) == 3
@@ -59,7 +63,11 @@ def test_best_epoch_has_highest_validation_macro_f1(small_splits, tiny_encoder: 
 def test_same_seed_gives_same_adapter(small_splits, tiny_encoder: Path):
     runs = [
         train.train_classifier(
-            small_splits["train"], small_splits["validation"], tiny_config(epochs=1), ModelConfig(name=str(tiny_encoder)), seed=5
+            small_splits["train"],
+            small_splits["validation"],
+            tiny_config(epochs=1),
+            ModelConfig(name=str(tiny_encoder)),
+            seed=5,
         )[3]
         for _ in range(2)
     ]
@@ -67,7 +75,9 @@ def test_same_seed_gives_same_adapter(small_splits, tiny_encoder: Path):
         assert torch.equal(value, runs[1].best_state[name]), name
 
 
-def test_interrupted_training_resumes_from_checkpoint(small_splits, tiny_encoder: Path, tmp_path: Path, monkeypatch):
+def test_interrupted_training_resumes_from_checkpoint(
+    small_splits, tiny_encoder: Path, tmp_path: Path, monkeypatch
+):
     model_config = ModelConfig(name=str(tiny_encoder))
     straight = train.train_classifier(
         small_splits["train"], small_splits["validation"], tiny_config(), model_config, seed=2
@@ -86,12 +96,22 @@ def test_interrupted_training_resumes_from_checkpoint(small_splits, tiny_encoder
     monkeypatch.setattr(loop, "evaluate_split", evaluate_then_die)
     with pytest.raises(KeyboardInterrupt):
         train.train_classifier(
-            small_splits["train"], small_splits["validation"], tiny_config(), model_config, seed=2, checkpoint_dir=checkpoints
+            small_splits["train"],
+            small_splits["validation"],
+            tiny_config(),
+            model_config,
+            seed=2,
+            checkpoint_dir=checkpoints,
         )
     monkeypatch.setattr(loop, "evaluate_split", real_evaluate)
 
     resumed = train.train_classifier(
-        small_splits["train"], small_splits["validation"], tiny_config(), model_config, seed=2, checkpoint_dir=checkpoints
+        small_splits["train"],
+        small_splits["validation"],
+        tiny_config(),
+        model_config,
+        seed=2,
+        checkpoint_dir=checkpoints,
     )[3]
     assert resumed.resumed_from_epoch == 1
     assert [row["epoch"] for row in resumed.history] == [1, 2]
@@ -103,11 +123,21 @@ def test_checkpoint_of_other_data_is_ignored(small_splits, tiny_encoder: Path, t
     model_config = ModelConfig(name=str(tiny_encoder))
     checkpoints = tmp_path / "checkpoints"
     train.train_classifier(
-        small_splits["train"], small_splits["validation"], tiny_config(epochs=1), model_config, seed=2, checkpoint_dir=checkpoints
+        small_splits["train"],
+        small_splits["validation"],
+        tiny_config(epochs=1),
+        model_config,
+        seed=2,
+        checkpoint_dir=checkpoints,
     )
     fewer_rows = small_splits["train"].iloc[:-4]
     result = train.train_classifier(
-        fewer_rows, small_splits["validation"], tiny_config(epochs=1), model_config, seed=2, checkpoint_dir=checkpoints
+        fewer_rows,
+        small_splits["validation"],
+        tiny_config(epochs=1),
+        model_config,
+        seed=2,
+        checkpoint_dir=checkpoints,
     )[3]
     assert result.resumed_from_epoch == 0
 
@@ -115,13 +145,21 @@ def test_checkpoint_of_other_data_is_ignored(small_splits, tiny_encoder: Path, t
 def test_wrong_target_modules_name_the_key(small_splits, tiny_encoder: Path):
     config = tiny_config(lora={"r": 4, "alpha": 8, "target_modules": ["q_proj"]})
     with pytest.raises(ParamsError, match=r"train\.lora\.target_modules"):
-        train.train_classifier(small_splits["train"], small_splits["validation"], config, ModelConfig(name=str(tiny_encoder)), seed=0)
+        train.train_classifier(
+            small_splits["train"],
+            small_splits["validation"],
+            config,
+            ModelConfig(name=str(tiny_encoder)),
+            seed=0,
+        )
 
 
 def test_missing_model_names_the_key(small_splits, tmp_path: Path):
     missing = ModelConfig(name=str(tmp_path / "no-such-model"))
     with pytest.raises(ParamsError, match=r"model\.name"):
-        train.train_classifier(small_splits["train"], small_splits["validation"], tiny_config(), missing, seed=0)
+        train.train_classifier(
+            small_splits["train"], small_splits["validation"], tiny_config(), missing, seed=0
+        )
 
 
 @pytest.mark.parametrize(
@@ -144,7 +182,9 @@ def test_adapter_per_fold_reports_spread(small_splits, tiny_encoder: Path):
     folds = small_splits["train"].copy()
     folds["fold"] = [index % 2 for index in range(len(folds))]
     folds.loc[folds.index[:2], "fold"] = -1  # rows of too-small classes stay in train for every fold
-    summary = train.cross_validate_adapter(folds, tiny_config(epochs=1), ModelConfig(name=str(tiny_encoder)), seed=0)
+    summary = train.cross_validate_adapter(
+        folds, tiny_config(epochs=1), ModelConfig(name=str(tiny_encoder)), seed=0
+    )
     assert summary["folds"] == 2
     assert [row["fold"] for row in summary["per_fold"]] == [0, 1]
     assert 0 <= summary["validation_macro_f1_mean"] <= 1
