@@ -207,15 +207,22 @@ class LabelChecker:
 
 
 def class_cap_rejections(
-    labels: Sequence[str], real_counts: Mapping[str, int], max_share: float
+    labels: Sequence[str],
+    real_counts: Mapping[str, int],
+    max_share: float,
+    synthetic_counts: Mapping[str, int] | None = None,
 ) -> list[Rejection]:
     """Keep, per class, the first new rows up to `max_share` of the class's rows after augmentation.
 
-    With r real rows, s synthetic rows are allowed while s / (r + s) <= max_share, that is
-    s <= floor(r * max_share / (1 - max_share)).
+    With r real rows, s synthetic rows in all are allowed while s / (r + s) <= max_share, that is
+    s <= floor(r * max_share / (1 - max_share)). Synthetic rows already in train (from a
+    synthetic source) use up part of that allowance.
     """
+    synthetic_counts = synthetic_counts or {}
     allowed = {
-        label: int(np.floor(count * max_share / (1 - max_share) + 1e-9))
+        label: max(
+            0, int(np.floor(count * max_share / (1 - max_share) + 1e-9)) - synthetic_counts.get(label, 0)
+        )
         for label, count in real_counts.items()
     }
     used: dict[str, int] = {}

@@ -314,6 +314,93 @@ def _latest(parents: pd.DataFrame, parent_ids: Sequence[str]) -> Any:
     return values[int(parsed.fillna(pd.Timestamp.min.tz_localize("UTC")).to_numpy().argmax())]
 
 
+def generate_candidates(
+    train: pd.DataFrame, labels: Sequence[str], config: AugmentConfig, generators: Generators, seed: int
+) -> tuple[list[Candidate], dict[str, dict[str, Any]]]:
+    """Run the methods in a fixed order (few-shot, back-translation, edits) and collect candidates."""
+    if not config.enabled:
+        return [], {}
+    method_stats: dict[str, dict[str, Any]] = {}
+    candidates: list[Candidate] = []
+    produced, method_stats["fewshot"] = fewshot_candidates(train, labels, config, generators, seed)
+    candidates += produced
+    produced, method_stats["backtranslation"] = backtranslation_candidates(
+        train, labels, config, generators, seed
+    )
+    candidates += produced
+    produced, method_stats["edits"] = edit_candidates(train, labels, config, seed)
+    candidates += produced
+    return candidates, method_stats
+
+
+def filter_candidates(
+    frame: pd.DataFrame,
+    candidates: Sequence[Candidate],
+    train: pd.DataFrame,
+    other_splits: Mapping[str, pd.DataFrame],
+    config: AugmentConfig,
+    seed: int,
+    quarantine: Quarantine,
+) -> np.ndarray:
+    """Apply the checks in order and return the mask of accepted candidates.
+
+    Order: rejections found while generating, length bounds, exact duplicates of any split,
+    near duplicates of any split, duplicates among the new rows, label consistency, class cap.
+    A candidate rejected by one check is quarantined with that reason and skips the rest.
+    """
+    alive = np.ones(len(frame), dtype=bool)
+
+    def reject(rejections: Sequence[Rejection], positions: np.ndarray) -> None:
+        for rejection in rejections:
+            rows = positions[rejection.positions]
+            quarantine.add(
+                frame.iloc[rows], rejection.reason, pd.Series(rejection.details, index=frame.index[rows])
+            )
+            alive[rows] = False
+
+    def texts_in_play() -> tuple[np.ndarray, list[str]]:
+        positions = np.flatnonzero(alive)
+        return positions, frame[S.TEXT].iloc[positions].tolist()
+
+    pre = [candidate.pre_reason for candidate in candidates]
+    for reason in sorted({value for value in pre if value is not None}):
+        positions = [index for index, value in enumerate(pre) if value == reason]
+        details = [candidates[index].pre_detail for index in positions]
+        reject([Rejection(reason, positions, details)], np.arange(len(frame)))
+
+    filters = config.filters
+    existing = ExistingRows({"train": train, **other_splits}, filters.near_duplicate)
+    positions, texts = texts_in_play()
+    reject(length_rejections(texts, filters), positions)
+    positions, texts = texts_in_play()
+    reject(existing.exact_rejections(texts), positions)
+    positions, texts = texts_in_play()
+    reject(existing.near_rejections(texts), positions)
+    positions, texts = texts_in_play()
+    reject(within_new_rejections(texts, filters.near_duplicate), positions)
+
+    positions, texts = texts_in_play()
+    if filters.label_check.enabled and len(positions):
+        checker = LabelChecker(train, filters.label_check, seed)
+        reject(checker.rejections(texts, frame[S.LABEL].iloc[positions].tolist()), positions)
+
+    positions, _ = texts_in_play()
+    synthetic = _synthetic_mask(train)
+    real_counts = train.loc[~synthetic, S.LABEL].astype(str).value_counts().to_dict()
+    synthetic_counts = train.loc[synthetic, S.LABEL].astype(str).value_counts().to_dict()
+    labels = frame[S.LABEL].iloc[positions].tolist()
+    reject(
+        class_cap_rejections(labels, real_counts, filters.max_synthetic_share, synthetic_counts), positions
+    )
+    return alive
+
+
+def _synthetic_mask(frame: pd.DataFrame) -> np.ndarray:
+    if S.SYNTHETIC not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[S.SYNTHETIC].fillna(False).astype(bool).to_numpy()
+
+
 def augment_train(
     train: pd.DataFrame,
     other_splits: Mapping[str, pd.DataFrame],
@@ -336,64 +423,11 @@ def augment_train(
         ", ".join(labels[:10]) + (" ..." if len(labels) > 10 else ""),
     )
 
-    method_stats: dict[str, dict[str, Any]] = {}
-    candidates: list[Candidate] = []
-    if config.enabled:
-        produced, method_stats["fewshot"] = fewshot_candidates(train, labels, config, generators, seed)
-        candidates += produced
-        produced, method_stats["backtranslation"] = backtranslation_candidates(
-            train, labels, config, generators, seed
-        )
-        candidates += produced
-        produced, method_stats["edits"] = edit_candidates(train, labels, config, seed)
-        candidates += produced
+    candidates, method_stats = generate_candidates(train, labels, config, generators, seed)
     frame = candidate_frame(candidates, train, normalise)
+    alive = filter_candidates(frame, candidates, train, other_splits, config, seed, quarantine)
 
-    alive = np.ones(len(frame), dtype=bool)
-
-    def reject(rejections: Sequence[Rejection], positions: np.ndarray) -> None:
-        for rejection in rejections:
-            rows = positions[rejection.positions]
-            quarantine.add(
-                frame.iloc[rows], rejection.reason, pd.Series(rejection.details, index=frame.index[rows])
-            )
-            alive[rows] = False
-
-    def in_play() -> np.ndarray:
-        return np.flatnonzero(alive)
-
-    pre = [candidate.pre_reason for candidate in candidates]
-    for reason in sorted({value for value in pre if value is not None}):
-        positions = [index for index, value in enumerate(pre) if value == reason]
-        details = [candidates[index].pre_detail for index in positions]
-        reject([Rejection(reason, positions, details)], np.arange(len(frame)))
-
-    filters = config.filters
-    existing = ExistingRows({"train": train, **other_splits}, filters.near_duplicate)
-    positions = in_play()
-    reject(length_rejections(frame[S.TEXT].iloc[positions].tolist(), filters), positions)
-    positions = in_play()
-    reject(existing.exact_rejections(frame[S.TEXT].iloc[positions].tolist()), positions)
-    positions = in_play()
-    reject(existing.near_rejections(frame[S.TEXT].iloc[positions].tolist()), positions)
-    positions = in_play()
-    reject(within_new_rejections(frame[S.TEXT].iloc[positions].tolist(), filters.near_duplicate), positions)
-    if filters.label_check.enabled:
-        positions = in_play()
-        if len(positions):
-            checker = LabelChecker(train, filters.label_check, seed)
-            texts = frame[S.TEXT].iloc[positions].tolist()
-            reject(checker.rejections(texts, frame[S.LABEL].iloc[positions].tolist()), positions)
-    positions = in_play()
-    real_counts = train[S.LABEL].astype(str).value_counts().to_dict()
-    reject(
-        class_cap_rejections(
-            frame[S.LABEL].iloc[positions].tolist(), real_counts, filters.max_synthetic_share
-        ),
-        positions,
-    )
-
-    accepted = frame.iloc[in_play()].reset_index(drop=True)
+    accepted = frame.iloc[np.flatnonzero(alive)].reset_index(drop=True)
     real = train.copy()
     real[PARENT_IDS] = pd.Series("[]", index=real.index, dtype="string")
     for column in (AUGMENT_METHOD, GENERATOR_MODEL, PROMPT_HASH):

@@ -496,3 +496,8 @@ def test_assistant_prefix_put_back_before_parsing(splits):
 def test_train_without_label_column_rejected(splits):
     with pytest.raises(InputDataError, match="column `label` is missing"):
         check_train(splits["train"].drop(columns=[S.LABEL]), "train.parquet")
+
+
+def test_class_cap_counts_existing_synthetic_rows():
+    rejections = class_cap_rejections(["a"] * 3, {"a": 4}, 0.5, {"a": 3})
+    assert rejections[0].positions == [1, 2]
