@@ -161,7 +161,7 @@ def fewshot_candidates(
                     Candidate(
                         text=text,
                         pre_reason="truncated_output",
-                        pre_detail=f"the answer reached max_new_tokens ({settings.max_new_tokens})",
+                        pre_detail=f"the output reached max_new_tokens ({settings.max_new_tokens})",
                         **common,
                     )
                 )

@@ -82,8 +82,8 @@ def resolve_lm_path(name: str, prepared_dir: str | Path | None) -> Path | str:
 
     With `prepared_dir` (the `prepare_model` output passed on the command line), the prepared folder
     is returned after checking that it was prepared from `name`, so a changed `lm.name` never
-    silently loads the old model. Without it, a Hugging Face id or a local path is returned as it is;
-    a `packaged:` name has no meaning without the prepared folder and raises.
+    silently loads the old model. Without it, a Hugging Face id or a local path is returned as it is.
+    A `packaged:` name without the prepared folder raises ParamsError.
     """
     if prepared_dir is not None:
         folder = Path(prepared_dir)
@@ -239,7 +239,7 @@ def format_prompt(lm: LocalLM, prompt: Prompt) -> str:
 
     A list of chat messages goes through the tokenizer's chat template with the assistant turn
     opened. When the last message is the assistant's, the model continues that message instead
-    (a prefilled answer start such as "1."). A plain string is used as it is, so base (non-chat)
+    (a prefilled reply start such as "1."). A plain string is used as it is, so base (non-chat)
     models get raw text.
     """
     if isinstance(prompt, str):

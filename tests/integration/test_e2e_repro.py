@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e_pipeline]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 E2E_STAGES = {"acquire", "curate", "split", "baselines_lm", "train_lm", "evaluate_lm"}
