@@ -23,7 +23,7 @@ from stages.core.classification import EvaluateConfig, prediction_table, time_si
 from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import InputDataError, ParamsError
 from stages.core.io import atomic_dir, read_table, write_json, write_table
-from stages.core.params import StageConfig, TaskConfig, parse_section, parse_seed, read_params
+from stages.core.params import StageConfig, parse_section, parse_seed, read_params, require_classification
 
 logger = logging.getLogger(__name__)
 
@@ -195,14 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     params = read_params(args.params)
     seed = parse_seed(params)
-    task = parse_section(params, "task", TaskConfig)
-    if task.type != "classification":
-        raise ParamsError(
-            "task.type",
-            task.type,
-            "is not handled by this stage",
-            "Generation baselines run in the generation pipeline (see docs/generation.md).",
-        )
+    require_classification(params)
     config = parse_section(params, "baselines", BaselinesConfig)
     # Baselines are timed on the same test rows as the adapter, so they share evaluate.latency_rows.
     latency_rows = parse_section(params, "evaluate", EvaluateConfig).latency_rows

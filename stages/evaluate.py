@@ -19,10 +19,10 @@ from stages.core.classification import (
     time_single_predictions,
 )
 from stages.core.cli import run_stage, stage_parser
-from stages.core.errors import InputDataError, ParamsError
+from stages.core.errors import InputDataError
 from stages.core.io import atomic_dir, read_table, write_json, write_table
 from stages.core.models import resolve_model
-from stages.core.params import ModelConfig, TaskConfig, parse_section, parse_seed, read_params
+from stages.core.params import ModelConfig, parse_section, parse_seed, read_params, require_classification
 from stages.core.tracking import log_evaluation_run
 from stages.training.model import (
     TRAINING_INFO_FILE,
@@ -145,14 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     params = read_params(args.params)
     seed = parse_seed(params)
-    task = parse_section(params, "task", TaskConfig)
-    if task.type != "classification":
-        raise ParamsError(
-            "task.type",
-            task.type,
-            "is not handled by this stage",
-            "Generation runs in the generation pipeline (see docs/generation.md).",
-        )
+    task = require_classification(params)
     model_config = parse_section(params, "model", ModelConfig)
     config = parse_section(params, "evaluate", EvaluateConfig)
     adapter_dir = Path(args.adapter)

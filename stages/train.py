@@ -19,7 +19,14 @@ from stages.core.cli import run_stage, stage_parser
 from stages.core.errors import InputDataError, ParamsError
 from stages.core.io import atomic_dir, atomic_path, write_json
 from stages.core.models import resolve_model
-from stages.core.params import ModelConfig, StageConfig, TaskConfig, parse_section, parse_seed, read_params
+from stages.core.params import (
+    ModelConfig,
+    StageConfig,
+    parse_section,
+    parse_seed,
+    read_params,
+    require_classification,
+)
 from stages.training.loop import LoopSettings, train_loop
 from stages.training.model import (
     add_lora,
@@ -237,14 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     params = read_params(args.params)
     seed = parse_seed(params)
-    task = parse_section(params, "task", TaskConfig)
-    if task.type != "classification":
-        raise ParamsError(
-            "task.type",
-            task.type,
-            "is not handled by this stage",
-            "Generation runs in the generation pipeline (see docs/generation.md).",
-        )
+    require_classification(params)
     model_config = parse_section(params, "model", ModelConfig)
     config = parse_section(params, "train", TrainConfig)
 

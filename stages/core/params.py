@@ -103,3 +103,16 @@ class ModelConfig(StageConfig):
     name: str = Field(default="packaged:all-MiniLM-L6-v2", min_length=1)
     # Runs Python code shipped with a model from a hub; off unless a team trusts the model.
     trust_remote_code: bool = False
+
+
+def require_classification(params: dict[str, Any]) -> TaskConfig:
+    """Parse `task` and raise ParamsError unless it is a classification task."""
+    task = parse_section(params, "task", TaskConfig)
+    if task.type != "classification":
+        raise ParamsError(
+            "task.type",
+            task.type,
+            "is not handled by this stage",
+            "Generation runs in the generation pipeline (see docs/generation.md).",
+        )
+    return task

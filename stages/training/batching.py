@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -53,9 +53,3 @@ def collate(input_ids: Sequence[list[int]], indices: np.ndarray, pad_id: int) ->
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         mask[row, : len(tokens)] = 1
     return {"input_ids": ids, "attention_mask": mask}
-
-
-def iterate(batches: list[np.ndarray], start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (batch number, indices) from batch number `start` on."""
-    for number in range(start, len(batches)):
-        yield number, batches[number]
