@@ -16,7 +16,7 @@ def length_grouped_batches(
 ) -> list[np.ndarray]:
     """Shuffle example indices, sort them by length within windows, and shuffle the batches.
 
-    Each batch holds examples of similar length, while the order of batches and which examples
+    Each batch contains examples of similar length, while the order of batches and which examples
     meet in a window change with the seed and epoch.
     """
     order = generator.permutation(len(lengths))

@@ -44,7 +44,7 @@ class LoopSettings:
 
 @dataclass
 class TrainResult:
-    """What the loop returns: the best epoch's trainable weights and the per-epoch history."""
+    """Result of the training loop: the best epoch's trainable weights and the per-epoch history."""
 
     best_epoch: int
     best_state: dict[str, torch.Tensor]
