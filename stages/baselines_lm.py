@@ -125,9 +125,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     path = resolve_lm_path(lm_config.name, args.base_lm)
     lm = load_lm(path, trust_remote_code=lm_config.trust_remote_code, device=decoding.device)
-    check_prompt_style(prompt, lm.tokenizer, lm.name)
+    baseline_prompt = config.prompt or prompt
+    check_prompt_style(baseline_prompt, lm.tokenizer, lm.name)
 
-    tables, examples = run_baselines(lm, inputs, train, prompt, decoding, config, seed)
+    tables, examples = run_baselines(lm, inputs, train, baseline_prompt, decoding, config, seed)
     scores = {}
     with atomic_dir(args.out_dir) as out_dir:
         for name, table in tables.items():

@@ -24,7 +24,7 @@ from stages.core.io import atomic_path, write_json
 from stages.core.local_lm import LMConfig, load_lm, parse_lm_config, pick_device, resolve_lm_path
 from stages.core.params import parse_section, parse_seed, read_params
 from stages.generation.config import PromptConfig, TrainConfig
-from stages.generation.pairs import load_pairs, require_generation_task, sample_rows
+from stages.generation.pairs import load_pairs, require_generation_task, sample_rows, select_covered
 from stages.generation.prompts import TrainingExample, check_prompt_style
 from stages.generation.training import add_lora, build_examples, train_adapter
 
@@ -88,12 +88,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     prompt = parse_section(params, "prompt", PromptConfig)
     config = parse_section(params, "train_lm", TrainConfig)
 
-    train_rows = sample_rows(load_pairs(args.train, "train"), config.max_train_rows, seed)
-    validation_rows = sample_rows(load_pairs(args.validation, "validation"), config.max_validation_rows, seed)
+    train_split = load_pairs(args.train, "train")
+    covered = select_covered(train_split, config.min_input_coverage, args.train)
+    validation_covered = select_covered(
+        load_pairs(args.validation, "validation"), config.min_input_coverage, args.validation
+    )
+    train_rows = sample_rows(covered, config.max_train_rows, seed)
+    validation_rows = sample_rows(validation_covered, config.max_validation_rows, seed)
     if train_rows.empty:
-        raise InputDataError(
-            args.train, "the train split has no rows", "Check the split stage's metrics and quarantine."
-        )
+        hint = "Check the split stage's metrics and quarantine."
+        if len(train_split):
+            hint = f"None reaches `train_lm.min_input_coverage` {config.min_input_coverage}; lower it."
+        raise InputDataError(args.train, "no train rows to learn from", hint)
+    logger.info(
+        "training on %d of %d train rows (%d reach the input coverage), validating on %d",
+        len(train_rows),
+        len(train_split),
+        len(covered),
+        len(validation_rows),
+    )
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -148,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "train_loss": round(best["train_loss"], 6),
             "validation_loss": None if best["validation_loss"] is None else round(best["validation_loss"], 6),
             "train_rows": len(train_rows),
+            "train_rows_covered": len(covered),
+            "train_split_rows": len(train_split),
             "validation_rows": len(validation_rows),
             "train_examples_truncated": sum(example.truncated for example in train_examples),
             "train_examples_per_second": round(result.examples_per_second, 3),

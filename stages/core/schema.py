@@ -11,6 +11,7 @@ ROW_ID = "row_id"  # stable id: hash of source name, location and row number
 TEXT = "text"  # classification input, or the generation input (prompt fields)
 LABEL = "label"  # classification label
 TARGET = "target"  # generation reference text
+INPUT_COVERAGE = "input_coverage"  # generation, `curate.coverage` on: share of input values in the target
 TIMESTAMP = "timestamp"  # optional event time, used by temporal splits
 GROUP = "group"  # optional group key: rows of one group never cross splits
 SPLIT = "split"  # predefined split from the source (train, validation, test) or empty

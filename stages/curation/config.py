@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from stages.core.errors import ParamsError
 from stages.core.params import StageConfig
 from stages.core.schema import SPLIT_NAMES
+from stages.curation.coverage import CoverageConfig
 from stages.curation.duplicates import ConflictPolicy
 from stages.curation.label_issues import LabelIssueConfig
 from stages.curation.labels import LabelConfig
@@ -39,6 +40,7 @@ class CurateConfig(StageConfig):
     pii: PiiConfig = PiiConfig()
     language: LanguageConfig = LanguageConfig()
     labels: LabelConfig = LabelConfig()
+    coverage: CoverageConfig = CoverageConfig()
     near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
     label_issues: LabelIssueConfig = LabelIssueConfig()
     imbalance: ImbalanceConfig = ImbalanceConfig()

@@ -4,10 +4,11 @@ Order matters. Text is repaired and PII redacted first, so every later rule and 
 written (the quarantine included) works on clean, redacted text. Cheap per-row rules run
 before the duplicate searches, and the label check runs last, on the rows that remain.
 
-1. text repair             5. language filter
-2. PII redaction           6. exact duplicates and conflicting labels
-3. length rules            7. near-duplicates
-4. label rules             8. label-error detection, then the imbalance report
+1. text repair                              5. language filter
+2. PII redaction                            6. exact duplicates and conflicting labels
+3. length rules                             7. near-duplicates
+4. label rules, or input coverage of        8. label-error detection, then the imbalance report
+   generation targets
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stages.core.errors import InputDataError
 from stages.core.quarantine import Quarantine
 from stages.curation import duplicates, labels, lengths, near_duplicates
 from stages.curation.config import CurateConfig, TaskType
+from stages.curation.coverage import TARGET_MISSES_INPUT, measure_coverage
 from stages.curation.imbalance import imbalance_report
 from stages.curation.label_issues import LABEL_ISSUE, detect_label_issues, empty_issues
 from stages.curation.language import LANGUAGE_NOT_ALLOWED, detect_languages, language_reasons
@@ -39,6 +41,7 @@ PII_REDACTED = "pii_redacted"  # comma-separated PII types replaced in the row, 
 NEAR_DUP_CLUSTER = "near_dup_cluster"  # row_id of the kept representative of the row's cluster
 LABEL_ISSUE_SUSPECTED = "label_issue_suspected"  # the label check doubts the given label
 LABEL_SUGGESTED = "label_suggested"  # the label the check's model prefers, for suspected rows
+INPUT_COVERAGE = S.INPUT_COVERAGE
 ADDED_COLUMNS = [PII_REDACTED, NEAR_DUP_CLUSTER, LABEL_ISSUE_SUSPECTED, LABEL_SUGGESTED]
 
 
@@ -57,6 +60,8 @@ def reason_codes(task_type: TaskType, config: CurateConfig) -> list[str]:
     codes = ["empty_text", "text_too_short", "text_too_long"]
     if task_type == "generation":
         codes += ["empty_target", "target_too_short", "target_too_long"]
+        if config.coverage.enabled and config.coverage.quarantine:
+            codes.append(TARGET_MISSES_INPUT)
     else:
         codes += [labels.MISSING_LABEL, labels.LABEL_NOT_ALLOWED, duplicates.CONFLICTING_LABELS]
     if config.language.enabled:
@@ -105,6 +110,8 @@ def curate(
 
     if task_type == "classification":
         work, metrics["labels"] = _apply_label_rules(work, config, quarantine, source)
+    elif config.coverage.enabled:
+        work, metrics["coverage"] = _check_coverage(work, config, quarantine)
 
     if config.language.enabled:
         work, metrics["language"] = _filter_languages(work, task_type, config, quarantine)
@@ -211,6 +218,30 @@ def _apply_label_rules(
     ).to_numpy()
     details[missing] = "label is missing or blank"
     return _remove(work, reasons, details, quarantine), {"labels_changed": changed}
+
+
+def _check_coverage(
+    work: pd.DataFrame, config: CurateConfig, quarantine: Quarantine
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    settings = config.coverage
+    if settings.splits is None:
+        in_scope = pd.Series(True, index=work.index)
+    else:
+        in_scope = work[S.SPLIT].isin(settings.splits).fillna(False).astype(bool)
+    result = measure_coverage(work[S.TEXT], work[S.TARGET], in_scope, settings)
+    work[INPUT_COVERAGE] = result.coverage
+    if len(work) and not result.metrics["rows_measured"]:
+        logger.warning(
+            "input coverage: `curate.coverage.value_pattern` found no values in any of the %d inputs",
+            len(work),
+        )
+    if settings.quarantine and not in_scope.any():
+        logger.warning(
+            "input coverage: no row is in the splits %s, so none is quarantined; rows get their split "
+            "from their source (`split:` in acquire) or, after curate, from the split stage",
+            settings.splits,
+        )
+    return _remove(work, result.reasons, result.details, quarantine), result.metrics
 
 
 def _source_row(row: pd.Series) -> int | None:

@@ -63,6 +63,10 @@ class BaselinesConfig(StageConfig):
     few_shot_examples: int = Field(default=3, ge=0)
     # The rule-based realiser that fills meaning-representation slots into fixed sentences.
     template: bool = True
+    # Prompt of the zero-shot and few-shot systems (same keys as `prompt`); null uses `prompt`.
+    # An untuned model needs the task spelled out, while the adapter learns it from its data and
+    # can train on a shorter prompt.
+    prompt: PromptConfig | None = None
 
 
 class LoraParams(StageConfig):
@@ -85,11 +89,16 @@ class TrainConfig(StageConfig):
     max_length: int = Field(default=192, ge=8)
     # Seeded samples of the train and validation splits; null uses the whole split.
     max_train_rows: int | None = Field(default=400, gt=0)
+    # Train and validate only on rows whose target mentions at least this share of the input's
+    # values (the input_coverage column of `curate.coverage`), before the samples above; null uses
+    # every row.
+    min_input_coverage: float | None = Field(default=None, ge=0.0, le=1.0)
     max_validation_rows: int | None = Field(default=64, gt=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     # Batches of examples of similar length (less padding) instead of a plain shuffle.
     group_by_length: bool = True
-    # Autocast on CUDA: "auto" (bf16 where supported, else fp16), "bf16", "fp16" or "no"; CPU runs float32.
+    # Autocast: "auto" (on CUDA bf16 where supported, else fp16; float32 on CPU), "bf16", "fp16" or "no".
+    # On CPU only "bf16" autocasts, which pays off on CPUs with native bf16 instructions.
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
     device: str = "auto"
     # CPU threads for torch; 0 keeps torch's default (one per core).

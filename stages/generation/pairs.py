@@ -53,3 +53,21 @@ def sample_rows(frame: pd.DataFrame, count: int | None, seed: int) -> pd.DataFra
         return frame
     chosen = np.sort(np.random.default_rng(seed).choice(len(frame), size=count, replace=False))
     return frame.iloc[chosen].reset_index(drop=True)
+
+
+def select_covered(frame: pd.DataFrame, min_coverage: float | None, path: str) -> pd.DataFrame:
+    """Return the rows whose target mentions at least `min_coverage` of their input values.
+
+    Rows without a measured coverage (inputs without values) are kept. None returns every row.
+    """
+    if min_coverage is None:
+        return frame
+    if S.INPUT_COVERAGE not in frame:
+        raise InputDataError(
+            path,
+            f"column `{S.INPUT_COVERAGE}` not found, but `train_lm.min_input_coverage` is {min_coverage}",
+            "Turn on `curate.coverage.enabled` and rerun curate and split, "
+            "or set `train_lm.min_input_coverage: null`.",
+        )
+    coverage = pd.to_numeric(frame[S.INPUT_COVERAGE], errors="coerce")
+    return frame[coverage.isna() | (coverage >= min_coverage)].reset_index(drop=True)

@@ -34,8 +34,19 @@ def pick_device(requested: str) -> torch.device:
 
 
 def autocast_context(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
-    """Return the autocast context for `train.mixed_precision` ("auto", "bf16", "fp16" or "no")."""
-    if device.type != "cuda" or mixed_precision == "no":
+    """Return the autocast context for `train.mixed_precision` ("auto", "bf16", "fp16" or "no").
+
+    On CUDA, "auto" is bf16 where the GPU supports it and fp16 elsewhere. On CPU only an explicit
+    "bf16" autocasts (to bfloat16): it is faster on CPUs with native bf16 instructions (AVX512-BF16,
+    AMX) and slower on others, so "auto" keeps float32 there. Other devices run float32.
+    """
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        if mixed_precision == "bf16":
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+    if device.type != "cuda":
         return contextlib.nullcontext()
     dtype = torch.float16 if mixed_precision == "fp16" else torch.bfloat16
     if mixed_precision == "auto" and not torch.cuda.is_bf16_supported():

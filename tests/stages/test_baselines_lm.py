@@ -123,3 +123,28 @@ def test_template_on_non_mr_input_names_the_setting(tmp_path, frames, lm_folder)
         InputDataError, match=r"is not a meaning representation.*baselines_lm.template: false"
     ):
         run_baselines(tmp_path, broken, lm_folder)
+
+
+def test_baseline_prompt_overrides_the_adapter_prompt(tmp_path, frames, lm_folder, monkeypatch):
+    seen: dict[str, list] = {}
+    real_run_system = baselines_lm.run_system
+
+    def recording_run_system(lm, inputs, prompts, config, seed, name):
+        seen[name] = list(prompts)
+        return real_run_system(lm, inputs, prompts, config, seed, name)
+
+    monkeypatch.setattr(baselines_lm, "run_system", recording_run_system)
+    run_baselines(
+        tmp_path,
+        frames,
+        lm_folder,
+        prompt={"style": "plain", "plain_template": "Attributes: {input}\nText:"},
+        baselines_lm={
+            "few_shot_examples": 1,
+            "prompt": {"style": "plain", "plain_template": "Describe the place with {input}\nAnswer:"},
+        },
+    )
+    assert all(prompt.startswith("Describe the place with ") for prompt in seen["zero_shot"])
+    # Few-shot prompts repeat the baseline template for the demonstration and the test input.
+    assert all(prompt.count("Describe the place with ") == 2 for prompt in seen["few_shot"])
+    assert not any("Attributes:" in prompt for prompts in seen.values() for prompt in prompts)

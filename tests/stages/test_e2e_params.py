@@ -35,12 +35,14 @@ def test_every_section_parses():
     sources = parse_sources(parse_value(params["acquire"], "acquire", AcquireConfig).sources)
     assert [source.columns.target for source in sources] == ["ref", "ref"]
     assert [source.columns.group for source in sources] == ["mr", "mr"]
-    parse_section(params, "curate", CurateConfig)
     assert parse_section(params, "split", SplitConfig).group_by == "column"
-    assert parse_section(params, "prompt", PromptConfig).style == "chat"
+    assert parse_section(params, "prompt", PromptConfig).style == "plain"
     parse_section(params, "generation", DecodingConfig)
-    parse_section(params, "baselines_lm", BaselinesConfig)
-    parse_section(params, "train_lm", TrainConfig)
+    # The untuned baselines get an instruction in the chat template; the adapter a plain prompt.
+    assert parse_section(params, "baselines_lm", BaselinesConfig).prompt.style == "chat"
+    curate = parse_section(params, "curate", CurateConfig)
+    assert curate.coverage.enabled and not curate.coverage.quarantine
+    assert parse_section(params, "train_lm", TrainConfig).min_input_coverage == 1.0
     parse_section(params, "evaluate_lm", EvaluateConfig)
 
 

@@ -13,6 +13,7 @@ from e2e_rows import build_e2e_lm, e2e_frame
 from peft import PeftModel
 
 from stages import train_lm
+from stages.core import schema as S
 from stages.core.errors import InputDataError, ParamsError
 from stages.core.io import write_table
 from stages.core.local_lm import load_lm
@@ -229,3 +230,31 @@ def test_bad_train_params_name_the_key(tmp_path, frames, lm_folder, settings, pa
     paths = write_inputs(tmp_path, frames, lm_folder, train=settings)
     with pytest.raises(ParamsError, match=pattern):
         run_train(paths)
+
+
+def with_coverage(frame: pd.DataFrame, values: list[float]) -> pd.DataFrame:
+    return frame.assign(**{S.INPUT_COVERAGE: (values * len(frame))[: len(frame)]})
+
+
+def test_min_input_coverage_trains_on_covered_rows(tmp_path, frames, lm_folder):
+    covered = dict(frames)
+    covered["train"] = with_coverage(frames["train"], [1.0, 0.5, float("nan")])
+    covered["validation"] = with_coverage(frames["validation"], [1.0, 0.25])
+    paths = write_inputs(tmp_path, covered, lm_folder, train={"min_input_coverage": 1.0, "epochs": 1})
+    run_train(paths)
+    metrics = json.loads(paths["metrics"].read_text())
+    # Rows with full coverage and rows without values (NaN) are kept.
+    kept = int((covered["train"][S.INPUT_COVERAGE] != 0.5).sum())
+    assert metrics["train_split_rows"] == len(frames["train"])
+    assert metrics["train_rows_covered"] == kept
+    assert metrics["train_rows"] == min(kept, TRAIN_PARAMS["max_train_rows"])
+    assert metrics["validation_rows"] == min(
+        int((covered["validation"][S.INPUT_COVERAGE] == 1.0).sum()), TRAIN_PARAMS["max_validation_rows"]
+    )
+
+
+def test_min_input_coverage_without_the_column_names_the_setting(tmp_path, frames, lm_folder):
+    paths = write_inputs(tmp_path, frames, lm_folder, train={"min_input_coverage": 0.9})
+    with pytest.raises(InputDataError, match="input_coverage") as raised:
+        run_train(paths)
+    assert "curate.coverage.enabled" in str(raised.value)
