@@ -29,7 +29,7 @@ TARGET_MISSES_INPUT = "target_misses_input"
 # Values inside square brackets: name[The Mill], food[English], customer rating[5 out of 5].
 DEFAULT_VALUE_PATTERN = r"\[([^\]]*)\]"
 
-# Missing values named in one quarantine detail; the rest are counted.
+# Missing values named in one quarantine detail. The rest are only counted.
 DETAIL_VALUES = 5
 
 
@@ -42,12 +42,12 @@ class CoverageConfig(StageConfig):
     value_pattern: str = DEFAULT_VALUE_PATTERN
     # Values that are not expected to appear word for word, such as yes/no of a boolean attribute.
     ignore_values: list[str] = []
-    # Quarantine rows of `splits` whose coverage is below `min_coverage` (target_misses_input);
-    # false only records the coverage.
+    # Quarantine rows of `splits` whose coverage is below `min_coverage` (target_misses_input).
+    # With false the coverage is only recorded.
     quarantine: bool = False
     # Share of an input's values (after ignore_values) that its target must mention.
     min_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
-    # Splits whose rows may be quarantined; null means every row, those without a split included.
+    # Splits whose rows may be quarantined. null means every row, those without a split included.
     splits: list[str] | None = ["train", "validation"]
 
     @field_validator("value_pattern")

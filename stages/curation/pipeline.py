@@ -237,7 +237,7 @@ def _check_coverage(
         )
     if settings.quarantine and not in_scope.any():
         logger.warning(
-            "input coverage: no row is in the splits %s, so none is quarantined; rows get their split "
+            "input coverage: no row is in the splits %s, so none is quarantined. Rows get their split "
             "from their source (`split:` in acquire) or, after curate, from the split stage",
             settings.splits,
         )

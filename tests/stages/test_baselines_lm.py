@@ -125,7 +125,7 @@ def test_template_on_non_mr_input_names_the_setting(tmp_path, frames, lm_folder)
         run_baselines(tmp_path, broken, lm_folder)
 
 
-def test_baseline_prompt_overrides_the_adapter_prompt(tmp_path, frames, lm_folder, monkeypatch):
+def test_baseline_prompt_overrides_prompt(tmp_path, frames, lm_folder, monkeypatch):
     seen: dict[str, list] = {}
     real_run_system = baselines_lm.run_system
 

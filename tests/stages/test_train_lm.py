@@ -253,7 +253,7 @@ def test_min_input_coverage_trains_on_covered_rows(tmp_path, frames, lm_folder):
     )
 
 
-def test_min_input_coverage_without_the_column_names_the_setting(tmp_path, frames, lm_folder):
+def test_coverage_without_column_names_setting(tmp_path, frames, lm_folder):
     paths = write_inputs(tmp_path, frames, lm_folder, train={"min_input_coverage": 0.9})
     with pytest.raises(InputDataError, match="input_coverage") as raised:
         run_train(paths)

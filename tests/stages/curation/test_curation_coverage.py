@@ -30,7 +30,7 @@ def judge(targets: list[str], config: CoverageConfig, texts: list[str] | None = 
     return measure_coverage(texts_series, pd.Series(targets), in_scope, config)
 
 
-def test_values_found_in_order_without_ignored_and_repeated():
+def test_values_in_order_deduplicated():
     text = "name[The  Mill], food[English], near[the mill], familyFriendly[yes], area[]"
     assert input_values(text, SLOTS, frozenset({"yes"})) == ["The Mill", "English"]
 
@@ -42,7 +42,7 @@ def test_pattern_without_group_uses_whole_match():
     ]
 
 
-def test_targets_missing_values_are_flagged_with_the_missing_ones():
+def test_missing_values_flagged_and_named():
     config = CoverageConfig(enabled=True, quarantine=True, ignore_values=["yes", "no"])
     full = "The Mill is a family-friendly PUB serving fast  food by the riverside."
     partial = "The Mill is a pub by the riverside."
@@ -56,7 +56,7 @@ def test_targets_missing_values_are_flagged_with_the_missing_ones():
     assert result.metrics["mean_coverage"] == pytest.approx((1 + 0.75) / 2)
 
 
-def test_without_quarantine_coverage_is_only_recorded():
+def test_coverage_recorded_without_quarantine():
     result = judge(
         ["The Mill is a pub by the riverside."], CoverageConfig(enabled=True, ignore_values=["yes"])
     )
@@ -65,7 +65,7 @@ def test_without_quarantine_coverage_is_only_recorded():
     assert result.metrics["rows_below_min_coverage"] == 1
 
 
-def test_min_coverage_allows_a_share_of_values_to_be_missing():
+def test_min_coverage_tolerates_missing_share():
     partial = "The Mill is a pub by the riverside."
     for min_coverage, flagged in [(0.75, False), (0.8, True)]:
         config = CoverageConfig(
@@ -74,7 +74,7 @@ def test_min_coverage_allows_a_share_of_values_to_be_missing():
         assert judge([partial], config).reasons.notna().all() == flagged
 
 
-def test_rows_out_of_scope_and_rows_without_values_are_kept():
+def test_unscoped_and_valueless_rows_kept():
     result = judge(
         ["Nothing here.", "Nothing here either."],
         CoverageConfig(enabled=True, quarantine=True),
@@ -88,7 +88,7 @@ def test_rows_out_of_scope_and_rows_without_values_are_kept():
     assert result.metrics["mean_coverage"] == 0.0
 
 
-def test_config_rejects_bad_pattern_and_unknown_split():
+def test_config_rejects_invalid_values():
     with pytest.raises(ValidationError, match="regular expression"):
         CoverageConfig(value_pattern="[unclosed")
     with pytest.raises(ValidationError, match="not a split name"):
@@ -111,7 +111,7 @@ def test_curate_records_coverage_of_every_row():
     assert TARGET_MISSES_INPUT not in outcome.metrics["quarantine_reasons"]
 
 
-def test_curate_quarantines_uncovered_train_targets_and_keeps_test_references():
+def test_curate_quarantines_train_keeps_test():
     rows = two_split_rows()
     config = CurateConfig(
         coverage=CoverageConfig(enabled=True, quarantine=True, ignore_values=["yes", "no"], splits=["train"])
