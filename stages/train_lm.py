@@ -89,22 +89,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_section(params, "train_lm", TrainConfig)
 
     train_split = load_pairs(args.train, "train")
-    covered = select_covered(train_split, config.min_input_coverage, args.train)
+    train_covered = select_covered(train_split, config.min_input_coverage, args.train)
     validation_covered = select_covered(
         load_pairs(args.validation, "validation"), config.min_input_coverage, args.validation
     )
-    train_rows = sample_rows(covered, config.max_train_rows, seed)
+    train_rows = sample_rows(train_covered, config.max_train_rows, seed)
     validation_rows = sample_rows(validation_covered, config.max_validation_rows, seed)
     if train_rows.empty:
         hint = "Check the split stage's metrics and quarantine."
         if len(train_split):
-            hint = f"None reaches `train_lm.min_input_coverage` {config.min_input_coverage}; lower it."
+            hint = f"No row reaches `train_lm.min_input_coverage` {config.min_input_coverage}. Lower it."
         raise InputDataError(args.train, "no train rows to learn from", hint)
     logger.info(
         "training on %d of %d train rows (%d reach the input coverage), validating on %d",
         len(train_rows),
         len(train_split),
-        len(covered),
+        len(train_covered),
         len(validation_rows),
     )
 
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "train_loss": round(best["train_loss"], 6),
             "validation_loss": None if best["validation_loss"] is None else round(best["validation_loss"], 6),
             "train_rows": len(train_rows),
-            "train_rows_covered": len(covered),
+            "train_rows_covered": len(train_covered),
             "train_split_rows": len(train_split),
             "validation_rows": len(validation_rows),
             "train_examples_truncated": sum(example.truncated for example in train_examples),

@@ -19,57 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from pydantic import Field, field_validator
 
-from stages.core.params import StageConfig
-from stages.core.schema import SPLIT_NAMES
+from stages.curation.config import CoverageConfig
 
 TARGET_MISSES_INPUT = "target_misses_input"
 
-# Values inside square brackets: name[The Mill], food[English], customer rating[5 out of 5].
-DEFAULT_VALUE_PATTERN = r"\[([^\]]*)\]"
-
 # Missing values named in one quarantine detail. The rest are only counted.
 DETAIL_VALUES = 5
-
-
-class CoverageConfig(StageConfig):
-    """Which input values a generation target must mention, and in which splits."""
-
-    enabled: bool = False
-    # A regular expression that finds the values in an input. With a capturing group the first
-    # group is the value, without one the whole match is.
-    value_pattern: str = DEFAULT_VALUE_PATTERN
-    # Values that are not expected to appear word for word, such as yes/no of a boolean attribute.
-    ignore_values: list[str] = []
-    # Quarantine rows of `splits` whose coverage is below `min_coverage` (target_misses_input).
-    # With false the coverage is only recorded.
-    quarantine: bool = False
-    # Share of an input's values (after ignore_values) that its target must mention.
-    min_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
-    # Splits whose rows may be quarantined. null means every row, those without a split included.
-    splits: list[str] | None = ["train", "validation"]
-
-    @field_validator("value_pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"is not a valid regular expression ({exc})") from None
-        if not pattern:
-            raise ValueError("must not be empty")
-        return pattern
-
-    @field_validator("splits")
-    @classmethod
-    def _known_splits(cls, splits: list[str] | None) -> list[str] | None:
-        if splits is None:
-            return None
-        unknown = sorted(set(splits) - set(SPLIT_NAMES))
-        if unknown:
-            raise ValueError(f"{unknown[0]!r} is not a split name; use {', '.join(SPLIT_NAMES)} or null")
-        return sorted(set(splits))
 
 
 def fold(text: str) -> str:

@@ -41,7 +41,6 @@ PII_REDACTED = "pii_redacted"  # comma-separated PII types replaced in the row, 
 NEAR_DUP_CLUSTER = "near_dup_cluster"  # row_id of the kept representative of the row's cluster
 LABEL_ISSUE_SUSPECTED = "label_issue_suspected"  # the label check doubts the given label
 LABEL_SUGGESTED = "label_suggested"  # the label the check's model prefers, for suspected rows
-INPUT_COVERAGE = S.INPUT_COVERAGE
 ADDED_COLUMNS = [PII_REDACTED, NEAR_DUP_CLUSTER, LABEL_ISSUE_SUSPECTED, LABEL_SUGGESTED]
 
 
@@ -229,7 +228,7 @@ def _check_coverage(
     else:
         in_scope = work[S.SPLIT].isin(settings.splits).fillna(False).astype(bool)
     result = measure_coverage(work[S.TEXT], work[S.TARGET], in_scope, settings)
-    work[INPUT_COVERAGE] = result.coverage
+    work[S.INPUT_COVERAGE] = result.coverage
     if len(work) and not result.metrics["rows_measured"]:
         logger.warning(
             "input coverage: `curate.coverage.value_pattern` found no values in any of the %d inputs",

@@ -89,9 +89,8 @@ class TrainConfig(StageConfig):
     max_length: int = Field(default=192, ge=8)
     # Seeded samples of the train and validation splits; null uses the whole split.
     max_train_rows: int | None = Field(default=400, gt=0)
-    # Train and validate only on rows whose target mentions at least this share of the input's
-    # values (the input_coverage column of `curate.coverage`), before the samples above; null uses
-    # every row.
+    # Minimum input_coverage (written by `curate.coverage`) of the train and validation rows, applied
+    # before the samples above. null uses every row.
     min_input_coverage: float | None = Field(default=None, ge=0.0, le=1.0)
     max_validation_rows: int | None = Field(default=64, gt=0)
     max_grad_norm: float = Field(default=1.0, gt=0)

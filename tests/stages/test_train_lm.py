@@ -237,19 +237,19 @@ def with_coverage(frame: pd.DataFrame, values: list[float]) -> pd.DataFrame:
 
 
 def test_min_input_coverage_trains_on_covered_rows(tmp_path, frames, lm_folder):
-    covered = dict(frames)
-    covered["train"] = with_coverage(frames["train"], [1.0, 0.5, float("nan")])
-    covered["validation"] = with_coverage(frames["validation"], [1.0, 0.25])
-    paths = write_inputs(tmp_path, covered, lm_folder, train={"min_input_coverage": 1.0, "epochs": 1})
+    tables = dict(frames)
+    tables["train"] = with_coverage(frames["train"], [1.0, 0.5, float("nan")])
+    tables["validation"] = with_coverage(frames["validation"], [1.0, 0.25])
+    paths = write_inputs(tmp_path, tables, lm_folder, train={"min_input_coverage": 1.0, "epochs": 1})
     run_train(paths)
     metrics = json.loads(paths["metrics"].read_text())
     # Rows with full coverage and rows without values (NaN) are kept.
-    kept = int((covered["train"][S.INPUT_COVERAGE] != 0.5).sum())
+    covered_rows = int((tables["train"][S.INPUT_COVERAGE] != 0.5).sum())
     assert metrics["train_split_rows"] == len(frames["train"])
-    assert metrics["train_rows_covered"] == kept
-    assert metrics["train_rows"] == min(kept, TRAIN_PARAMS["max_train_rows"])
+    assert metrics["train_rows_covered"] == covered_rows
+    assert metrics["train_rows"] == min(covered_rows, TRAIN_PARAMS["max_train_rows"])
     assert metrics["validation_rows"] == min(
-        int((covered["validation"][S.INPUT_COVERAGE] == 1.0).sum()), TRAIN_PARAMS["max_validation_rows"]
+        int((tables["validation"][S.INPUT_COVERAGE] == 1.0).sum()), TRAIN_PARAMS["max_validation_rows"]
     )
 
 

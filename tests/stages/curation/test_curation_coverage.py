@@ -10,15 +10,9 @@ from pydantic import ValidationError
 from test_curation_pipeline import e2e_rows
 
 from stages.core import schema as S
-from stages.curation.config import CurateConfig
-from stages.curation.coverage import (
-    DEFAULT_VALUE_PATTERN,
-    TARGET_MISSES_INPUT,
-    CoverageConfig,
-    input_values,
-    measure_coverage,
-)
-from stages.curation.pipeline import INPUT_COVERAGE, curate
+from stages.curation.config import DEFAULT_VALUE_PATTERN, CoverageConfig, CurateConfig
+from stages.curation.coverage import TARGET_MISSES_INPUT, input_values, measure_coverage
+from stages.curation.pipeline import curate
 
 MR = "name[The Mill], eatType[pub], food[Fast food], area[riverside], familyFriendly[yes]"
 SLOTS = re.compile(DEFAULT_VALUE_PATTERN)
@@ -105,7 +99,7 @@ def test_curate_records_coverage_of_every_row():
     rows = two_split_rows()
     config = CurateConfig(coverage=CoverageConfig(enabled=True, ignore_values=["yes", "no"]))
     outcome = curate(rows, config, "generation", seed=1)
-    assert outcome.rows[INPUT_COVERAGE].between(0, 1).all()
+    assert outcome.rows[S.INPUT_COVERAGE].between(0, 1).all()
     assert outcome.metrics["coverage"]["rows_below_min_coverage"] > 0
     assert outcome.metrics["coverage"]["rows_quarantined"] == 0
     assert TARGET_MISSES_INPUT not in outcome.metrics["quarantine_reasons"]
@@ -125,7 +119,7 @@ def test_curate_quarantines_train_keeps_test():
     assert flagged["quarantine_detail"].str.startswith("target mentions").all()
     # The test references are untouched, and every kept train target mentions all its values.
     assert (outcome.rows[S.SPLIT] == "test").sum() == (rows[S.SPLIT] == "test").sum()
-    assert (outcome.rows.loc[outcome.rows[S.SPLIT] == "train", INPUT_COVERAGE] == 1.0).all()
+    assert (outcome.rows.loc[outcome.rows[S.SPLIT] == "train", S.INPUT_COVERAGE] == 1.0).all()
     assert outcome.metrics["coverage"]["rows_quarantined"] == len(flagged)
     assert outcome.metrics["quarantine_reasons"][TARGET_MISSES_INPUT] == len(flagged)
     assert outcome.metrics["rows_in"] == outcome.metrics["rows_out"] + outcome.metrics["rows_quarantined"]
@@ -134,5 +128,5 @@ def test_curate_quarantines_train_keeps_test():
 def test_curate_leaves_coverage_off_by_default():
     outcome = curate(e2e_rows(3), CurateConfig(), "generation", seed=1)
     assert "coverage" not in outcome.metrics
-    assert INPUT_COVERAGE not in outcome.rows.columns
+    assert S.INPUT_COVERAGE not in outcome.rows.columns
     assert TARGET_MISSES_INPUT not in outcome.metrics["quarantine_reasons"]
